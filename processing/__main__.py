@@ -1,0 +1,3 @@
+from processing.app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""The Dask cluster a run executes on: a LocalCluster by default, or an existing scheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster
+
+from processing.spec.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def dask_client(
+    *,
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int,
+    memory_limit: str = "auto",
+) -> Iterator[Client]:
+    """A connected client; a LocalCluster it started is closed on exit."""
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as e:
+            raise TransientError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=":8787",
+        silence_logs=logging.WARNING,
+    )
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def dashboard_link(client: Client) -> str | None:
+    try:
+        return client.dashboard_link
+    except Exception:  # noqa: BLE001 - no dashboard (bokeh missing or disabled) is not an error
+        return None

@@ -1,0 +1,84 @@
+"""Sources of events. ``open_source(url)`` picks the adapter from the URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import datetime as dt
+
+from processing.adapters.sources.arrow_files import plan_ipc, plan_parquet
+from processing.adapters.sources.base import Piece, Source, SourcePlan
+from processing.adapters.sources.jsonl import plan_jsonl
+from processing.adapters.storage import filesystem
+from processing.spec.errors import ConfigError, InputError
+
+__all__ = ["FileSource", "Piece", "Source", "SourcePlan", "open_source"]
+
+Planner = Callable[[str, str, int, int, Mapping[str, Any]], list[Piece]]
+
+PLANNERS: dict[str, Planner] = {
+    ".jsonl": plan_jsonl,
+    ".ndjson": plan_jsonl,
+    ".json": plan_jsonl,
+    ".jsonl.gz": plan_jsonl,
+    ".ndjson.gz": plan_jsonl,
+    ".json.gz": plan_jsonl,
+    ".parquet": plan_parquet,
+    ".arrow": plan_ipc,
+    ".feather": plan_ipc,
+}
+
+
+def planner_for(path: str) -> Planner | None:
+    for suffix in sorted(PLANNERS, key=len, reverse=True):
+        if path.endswith(suffix):
+            return PLANNERS[suffix]
+    return None
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A file, a directory of files, or a glob, in any of the formats of ``PLANNERS``.
+
+    Files are not filtered by date: rows of other dates are rejected as ``outside_run_date``.
+    """
+
+    url: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def files(self) -> list[str]:
+        fs, path = filesystem(self.url, self.storage_options)
+        if any(ch in path for ch in "*?["):
+            found = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if not p.rsplit("/", 1)[-1].startswith((".", "_")))
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise InputError(f"source {self.url!r} does not exist")
+        usable = [p for p in found if planner_for(p)]
+        if not usable:
+            raise InputError(
+                f"source {self.url!r} holds no readable files (expected {', '.join(PLANNERS)})"
+            )
+        return usable
+
+    def plan(self, date: dt.date, piece_rows: int) -> SourcePlan:
+        pieces: list[Piece] = []
+        for i, path in enumerate(self.files()):
+            planner = planner_for(path)
+            assert planner is not None
+            pieces.extend(planner(self.url, path, i, piece_rows, self.storage_options))
+        numbered = tuple(replace(p, index=i) for i, p in enumerate(pieces))
+        return SourcePlan(source=self.url, pieces=numbered, details={"files": len(self.files())})
+
+
+def open_source(url: str, storage_options: Mapping[str, Any] | None = None) -> Source:
+    if url.startswith("bigquery://"):
+        raise ConfigError(
+            "bigquery:// sources are not available yet (see the BigQuery Storage issue); "
+            "use a file, directory or glob of .jsonl/.jsonl.gz/.parquet/.arrow files"
+        )
+    return FileSource(url, dict(storage_options or {}))

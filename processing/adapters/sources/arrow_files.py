@@ -1,0 +1,165 @@
+"""Parquet and Arrow IPC files with the BigQuery shape (nested structs), local or on fsspec.
+
+Pieces are runs of whole row groups (Parquet) or record batches (IPC) of about ``piece_rows``;
+reading streams them ``batch_rows`` at a time, projecting only the selected fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from processing.adapters.sources.base import Piece
+from processing.adapters.storage import filesystem
+from processing.spec import schema as s
+from processing.spec.errors import InputError
+
+_EXPECTED_CHILDREN = {
+    "user_identifiers": ("platform", "id"),
+    "product_information": ("name", "SKU"),
+}
+
+
+def check_input_schema(schema: pa.Schema, where: str) -> None:
+    """Fail with one line naming the field if the file cannot be read as the events table."""
+    for name in s.SELECTED_FIELDS:
+        if name not in schema.names:
+            raise InputError(f"{where}: field {name!r} is missing (found {schema.names})")
+        typ = schema.field(name).type
+        if name == "timestamp":
+            ok = pa.types.is_timestamp(typ) or pa.types.is_string(typ)
+        elif name in _EXPECTED_CHILDREN:
+            ok = pa.types.is_struct(typ) and all(
+                typ.get_field_index(c) >= 0 for c in _EXPECTED_CHILDREN[name]
+            )
+        else:
+            ok = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+        if not ok:
+            expected = s.INPUT_SCHEMA.field(name).type
+            raise InputError(f"{where}: field {name!r} has type {typ}, expected {expected}")
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Project the selected fields and cast to the input shape (timestamps to us, UTC)."""
+    columns = []
+    for name in s.SELECTED_FIELDS:
+        column = table.column(name)
+        if name == "timestamp" and pa.types.is_timestamp(column.type):
+            if column.type.tz is None:
+                column = pc.assume_timezone(column, "UTC")
+            column = pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False)
+        elif name in _EXPECTED_CHILDREN:
+            target = s.INPUT_SCHEMA.field(name).type
+            arrays = [
+                pa.StructArray.from_arrays(
+                    [pc.struct_field(chunk, c).cast(pa.string()) for c in _EXPECTED_CHILDREN[name]],
+                    fields=list(target),
+                    mask=chunk.is_null(),
+                )
+                for chunk in column.chunks
+            ]
+            column = pa.chunked_array(arrays, type=target)
+        elif name != "timestamp":
+            column = column.cast(pa.string())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=list(s.SELECTED_FIELDS))
+
+
+def plan_parquet(
+    url: str, path: str, file_index: int, piece_rows: int, storage_options: Mapping[str, Any]
+) -> list[Piece]:
+    fs, _ = filesystem(url, storage_options)
+    try:
+        with fs.open(path, "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+            schema = meta.schema.to_arrow_schema()
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"{path}: cannot read as Parquet: {e}") from e
+    check_input_schema(schema, path)
+    groups: list[list[int]] = [[]]
+    rows: list[int] = [0]
+    sizes: list[int] = [0]
+    for i in range(meta.num_row_groups):
+        if rows[-1] >= piece_rows:
+            groups.append([])
+            rows.append(0)
+            sizes.append(0)
+        groups[-1].append(i)
+        rows[-1] += meta.row_group(i).num_rows
+        sizes[-1] += meta.row_group(i).total_byte_size
+    name = path.rsplit("/", 1)[-1]
+    return [
+        Piece(
+            id=f"{name}#rg{g[0]}-{g[-1]}",
+            index=0,
+            reader=read_parquet,
+            args={"url": url, "path": path, "row_groups": tuple(g), "storage_options": storage_options},
+            estimated_rows=n,
+            estimated_bytes=b,
+        )
+        for g, n, b in zip(groups, rows, sizes)
+        if g
+    ]
+
+
+def read_parquet(
+    *,
+    url: str,
+    path: str,
+    row_groups: tuple[int, ...],
+    storage_options: Mapping[str, Any],
+    batch_rows: int,
+) -> Iterator[pa.Table]:
+    fs, _ = filesystem(url, storage_options)
+    with fs.open(path, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        for batch in parquet.iter_batches(
+            batch_size=batch_rows, row_groups=list(row_groups), columns=list(s.SELECTED_FIELDS)
+        ):
+            yield conform(pa.Table.from_batches([batch]))
+
+
+def plan_ipc(
+    url: str, path: str, file_index: int, piece_rows: int, storage_options: Mapping[str, Any]
+) -> list[Piece]:
+    fs, _ = filesystem(url, storage_options)
+    try:
+        with fs.open(path, "rb") as f:
+            reader = ipc.open_file(f)
+            check_input_schema(reader.schema, path)
+            counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"{path}: cannot read as an Arrow IPC file: {e}") from e
+    pieces: list[Piece] = []
+    start, rows = 0, 0
+    name = path.rsplit("/", 1)[-1]
+    for i, n in enumerate(counts + [0]):
+        last = i == len(counts)
+        if (rows >= piece_rows or last) and i > start:
+            args = {"url": url, "path": path, "batches": (start, i), "storage_options": storage_options}
+            pieces.append(Piece(f"{name}#b{start}-{i - 1}", 0, read_ipc, args, rows))
+            start, rows = i, 0
+        rows += n
+    return pieces
+
+
+def read_ipc(
+    *,
+    url: str,
+    path: str,
+    batches: tuple[int, int],
+    storage_options: Mapping[str, Any],
+    batch_rows: int,
+) -> Iterator[pa.Table]:
+    fs, _ = filesystem(url, storage_options)
+    with fs.open(path, "rb") as f:
+        reader = ipc.open_file(f)
+        for i in range(*batches):
+            batch = reader.get_batch(i)
+            for offset in range(0, batch.num_rows, batch_rows):
+                yield conform(pa.Table.from_batches([batch.slice(offset, batch_rows)]))

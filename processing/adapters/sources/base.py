@@ -1,0 +1,54 @@
+"""The source interface: a source plans a day into pieces; a piece is read on a worker.
+
+A :class:`Piece` is a small picklable description (a file and a byte range or row groups, later
+a BigQuery stream name). Its ``reader`` is a module-level function, so it pickles by reference and
+each Dask task opens its own file handles or clients. Reading yields Arrow tables of at most
+``batch_rows`` rows in the BigQuery shape (``processing.spec.schema.INPUT_SCHEMA``, or
+``TEXT_INPUT_SCHEMA`` for text sources), optionally with ``_raw`` and ``_defects``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Piece:
+    id: str  # readable, e.g. "day.parquet#rg0-3"
+    index: int  # position in the plan; names the piece's output files
+    reader: Callable[..., Iterator[pa.Table]]
+    args: Mapping[str, Any] = field(default_factory=dict)
+    estimated_rows: int | None = None
+    estimated_bytes: int | None = None
+
+    def read(self, batch_rows: int) -> Iterator[pa.Table]:
+        return self.reader(batch_rows=batch_rows, **self.args)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    source: str
+    pieces: tuple[Piece, ...]
+    details: Mapping[str, Any] = field(default_factory=dict)  # recorded in the manifest
+
+    @property
+    def estimated_rows(self) -> int | None:
+        rows = [p.estimated_rows for p in self.pieces]
+        return None if any(r is None for r in rows) else sum(r for r in rows if r is not None)
+
+    @property
+    def estimated_bytes(self) -> int:
+        return sum(p.estimated_bytes or 0 for p in self.pieces)
+
+
+class Source(Protocol):
+    """Anything that can plan a day of events into pieces (on the client, cheaply)."""
+
+    url: str
+
+    def plan(self, date: dt.date, piece_rows: int) -> SourcePlan: ...

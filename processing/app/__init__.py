@@ -1,0 +1,1 @@
+"""Composition: the pipeline run, the Dask task and the CLI."""

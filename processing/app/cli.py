@@ -1,0 +1,151 @@
+"""``python -m processing``: the single entry point for people, Airflow and Kubernetes.
+
+Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed (nothing published);
+75 transient failure (retry); 1 anything unexpected. Errors print one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from processing.spec.errors import ConfigError, PipelineError
+from processing.spec.settings import Settings
+
+log = logging.getLogger("processing")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m processing",
+        description="Move a day of user-action events into a hive-partitioned Parquet lake.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="process and publish one date",
+        description="Every flag may also come from PROCESSING_<FLAG> (e.g. PROCESSING_DEST).",
+    )
+    run.add_argument("--date", type=_date)
+    run.add_argument("--source", help="file, directory or glob of .jsonl[.gz]/.parquet/.arrow")
+    run.add_argument("--dest", help="lake root: a directory or fsspec URL")
+    run.add_argument("--run-id")
+    run.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
+    run.add_argument("--threads-per-worker", type=int)
+    run.add_argument("--scheduler", help="use an existing Dask scheduler, e.g. tcp://host:8786")
+    run.add_argument("--piece-rows", type=int, help="rows per Dask task (default 2,000,000)")
+    run.add_argument("--batch-rows", type=int)
+    run.add_argument("--max-rejected-fraction", type=float, help="audit threshold (default 0.2)")
+    run.add_argument("--allow-empty", action="store_true", default=None)
+    run.add_argument("--log-level")
+
+    gen = sub.add_parser("generate", help="write deterministic synthetic events")
+    gen.add_argument("--date", type=_date, required=True)
+    gen.add_argument("--rows", type=int, required=True)
+    gen.add_argument("--bad-fraction", type=float, default=0.0)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--out", required=True, help="file: .parquet, .arrow, .jsonl or .jsonl.gz"
+    )
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def summary(report: Any) -> str:
+    m = report.manifest
+    lines = [
+        "",
+        f"published {m['date']}  run {m['run_id']}",
+        f"  rows read     {m['rows_read']:>12,}",
+        f"  rows valid    {m['rows_valid']:>12,}",
+        f"  rows rejected {m['rows_rejected']:>12,}",
+    ]
+    for reason, count in sorted(m["rejected_by_reason"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {reason:<34} {count:>10,}")
+    events = sum(1 for f in m["files"] if f["dataset"] == "events")
+    lines += [
+        f"  files         {events} events + {len(m['files']) - events} rejected, "
+        f"{_human(m['bytes_written'])}",
+        f"  duration      {m['duration_seconds']:.1f} s  ({m['rows_per_second']:,.0f} rows/s)",
+        f"  events        {report.events_path}",
+        f"  rejected      {report.rejected_path}",
+        f"  manifest      {report.manifest_path}",
+    ]
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from processing.app.pipeline import run
+
+    flags = {
+        k: v for k, v in vars(args).items() if k not in {"command"} and v is not None
+    }
+    settings = Settings.load(os.environ, **flags)
+    _setup_logging(settings.log_level)
+    report = run(settings)
+    print(summary(report))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from processing.adapters.sample_files import is_text, write_chunks
+    from processing.logic.generate import GenerateParams, generate
+
+    if args.rows < 0 or not 0.0 <= args.bad_fraction <= 1.0:
+        raise ConfigError("--rows must be >= 0 and --bad-fraction between 0 and 1")
+    started = time.perf_counter()
+    params = GenerateParams(
+        date=args.date, rows=args.rows, bad_fraction=args.bad_fraction, seed=args.seed,
+        text=is_text(args.out),
+    )
+    rows = write_chunks(args.out, generate(params))
+    print(f"wrote {rows:,} events for {args.date} to {args.out} "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _generate(args)
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing was published by this run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The Dask task: read one piece, split each batch into valid and rejected rows, write them.
+
+Arguments are small and picklable; the task opens its own files and clients. It returns counts
+and file names, never data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from processing.adapters.publish import staged_dirs
+from processing.adapters.sources.base import Piece
+from processing.adapters.storage import filesystem
+from processing.adapters.writer import PieceWriter, WriteOptions
+from processing.logic.batch import split_batch
+from processing.logic.layout import Layout
+from processing.logic.manifest import PieceResult
+from processing.spec.errors import PipelineError, TransientError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    date: dt.date
+    run_id: str
+    dest: str
+    batch_rows: int
+    write: WriteOptions
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
+    started = time.perf_counter()
+    fs, root = filesystem(ctx.dest, ctx.storage_options)
+    events_dir, rejected_dir = staged_dirs(Layout(root), ctx.date, ctx.run_id)
+    writer = PieceWriter(fs, events_dir, rejected_dir, piece.index, ctx.write)
+    rows_read = rows_valid = rows_rejected = 0
+    reasons: Counter[str] = Counter()
+    try:
+        for batch in piece.read(ctx.batch_rows):
+            result = split_batch(batch, ctx.date, piece.id, rows_read)
+            writer.add(result)
+            rows_read += result.rows_read
+            rows_valid += result.valid.num_rows
+            rows_rejected += result.rejected.num_rows
+            reasons.update(result.reasons)
+        files = writer.close()
+    except PipelineError:
+        writer.abort()
+        raise
+    except (ConnectionError, TimeoutError) as e:
+        writer.abort()
+        raise TransientError(f"piece {piece.id}: {type(e).__name__}: {e}") from e
+    except Exception:
+        writer.abort()
+        raise
+    return PieceResult(
+        piece=piece.id,
+        rows_read=rows_read,
+        rows_valid=rows_valid,
+        rows_rejected=rows_rejected,
+        rejected_by_reason=dict(reasons),
+        files=tuple(files),
+        seconds=time.perf_counter() - started,
+    )

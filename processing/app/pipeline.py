@@ -1,0 +1,170 @@
+"""The run for one date: plan, process on Dask, reconcile, audit, publish.
+
+This module composes the pieces; the logic lives in ``processing.logic`` and the I/O in
+``processing.adapters``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+from distributed import as_completed
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+from processing.adapters import publish as wap
+from processing.adapters.cluster import dashboard_link, dask_client
+from processing.adapters.sources import open_source
+from processing.adapters.storage import filesystem
+from processing.adapters.writer import WriteOptions
+from processing.app.piece_task import TaskContext, process_piece
+from processing.logic.layout import Layout, check_run_id
+from processing.logic.manifest import PieceResult, RunTotals, build_manifest, reconcile
+from processing.spec.errors import AuditError, InputError, TransientError
+from processing.spec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_run_id(date: dt.date, now: dt.datetime) -> str:
+    return f"{date.isoformat()}_{now:%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    manifest: dict[str, Any]
+    events_path: str
+    rejected_path: str
+    manifest_path: str
+    dashboard: str | None
+
+
+def _check_totals(totals: RunTotals, settings: Settings) -> None:
+    if totals.rows_read == 0 and not settings.allow_empty:
+        raise InputError(
+            f"the source has no rows for {settings.date}; nothing published "
+            "(pass --allow-empty to publish an empty day)"
+        )
+    if totals.rows_read and totals.rows_rejected / totals.rows_read > settings.max_rejected_fraction:
+        share = totals.rows_rejected / totals.rows_read
+        raise AuditError(
+            f"{share:.1%} of rows were rejected, above max_rejected_fraction "
+            f"{settings.max_rejected_fraction:.1%}; nothing published. Top reasons: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(
+                totals.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3])
+        )
+
+
+def run(
+    settings: Settings,
+    *,
+    clock: Callable[[], dt.datetime] = _utcnow,
+    on_progress: Callable[[int, int, PieceResult], None] | None = None,
+) -> RunReport:
+    """Process ``settings.date`` from ``settings.source`` into ``settings.dest`` and publish it."""
+    started_at = clock()
+    run_id = check_run_id(settings.run_id or new_run_id(settings.date, started_at))
+    fs, root = filesystem(settings.dest, settings.storage_options)
+    layout = Layout(root)
+    source = open_source(settings.source, settings.storage_options)
+    plan = source.plan(settings.date, settings.piece_rows)
+    log.info(
+        "run %s: %s -> %s, %d pieces", run_id, settings.source, settings.dest, len(plan.pieces)
+    )
+    wap.prepare(fs, layout, settings.date, run_id)
+    ctx = TaskContext(
+        date=settings.date,
+        run_id=run_id,
+        dest=settings.dest,
+        batch_rows=settings.batch_rows,
+        write=WriteOptions(
+            row_group_rows=settings.row_group_rows,
+            max_file_rows=settings.max_file_rows,
+            max_buffered_rows=settings.max_buffered_rows,
+            zstd_level=settings.zstd_level,
+        ),
+        storage_options=settings.storage_options,
+    )
+    try:
+        with dask_client(
+            scheduler=settings.scheduler,
+            workers=settings.workers,
+            threads_per_worker=settings.threads_per_worker,
+            memory_limit=settings.memory_limit,
+        ) as client:
+            dashboard = dashboard_link(client)
+            if dashboard:
+                log.info("Dask dashboard: %s", dashboard)
+            tasks = [
+                dask.delayed(process_piece, pure=False)(
+                    piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{run_id}"
+                )
+                for piece in plan.pieces
+            ]
+            futures = client.compute(tasks, retries=settings.task_retries)
+            results: list[PieceResult] = []
+            try:
+                for future in as_completed(futures):
+                    result = future.result()
+                    results.append(result)
+                    if on_progress:
+                        on_progress(len(results), len(futures), result)
+                    log.info(
+                        "piece %d/%d %s: %d rows (%d rejected) in %.1f s",
+                        len(results), len(futures), result.piece, result.rows_read,
+                        result.rows_rejected, result.seconds,
+                    )
+            except (KilledWorker, FutureCancelledError) as e:
+                raise TransientError(f"a Dask worker was lost: {e}") from e
+            finally:
+                client.cancel(futures)
+        totals = reconcile(results)
+        _check_totals(totals, settings)
+        wap.audit(fs, layout, settings.date, run_id, totals)
+        manifest = build_manifest(
+            run_id=run_id,
+            date=settings.date,
+            source=settings.source,
+            totals=totals,
+            started_at=started_at,
+            finished_at=clock(),
+            extra={"pieces": len(plan.pieces), "source_details": dict(plan.details)},
+        )
+        wap.publish(fs, layout, settings.date, run_id, manifest)
+    except BaseException:
+        _discard_staging(fs, layout, settings.date, run_id)
+        raise
+    return RunReport(
+        manifest=manifest,
+        events_path=_url(settings.dest, layout.events_date(settings.date), root),
+        rejected_path=_url(settings.dest, layout.rejected_date(settings.date), root),
+        manifest_path=_url(settings.dest, layout.manifest(settings.date), root),
+        dashboard=dashboard,
+    )
+
+
+def _url(dest: str, path: str, root: str) -> str:
+    if "://" in dest and not dest.startswith("file://"):
+        return dest.rstrip("/") + path[len(root.rstrip("/")):]
+    return path
+
+
+def _discard_staging(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
+    try:
+        staging = layout.staging_run(date, run_id)
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+    except Exception:  # noqa: BLE001 - the next run of the date removes it anyway
+        log.warning("could not remove staging of run %s; the next run will", run_id)
+
+

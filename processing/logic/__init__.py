@@ -1,0 +1,1 @@
+"""Pure logic: transforms, validation, path layout, manifests. No I/O, no clock, no environment."""

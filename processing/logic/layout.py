@@ -1,0 +1,85 @@
+"""Where every file goes: a pure function of destination, date, run and piece.
+
+    <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS.parquet   published events
+    <dest>/events/event_date=D/_manifest.json                        written last
+    <dest>/rejected/event_date=D/part-PPPPP-SSS.parquet              published rejected rows
+    <dest>/_staging/event_date=D/run_id=R/{events,rejected}/...      one run's staging
+    <dest>/_previous/event_date=D/{events,rejected}/...              the version before the last publish
+
+File names are deterministic (piece number, sequence within the piece), so a retried task
+overwrites its own files instead of adding duplicates. Names starting with ``_`` are skipped by
+pyarrow.dataset, Spark, Hive and Athena, so readers never see staging or manifests as data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from processing.spec import rules as r
+from processing.spec import schema as s
+from processing.spec.errors import ConfigError
+
+EVENTS = "events"
+REJECTED = "rejected"
+MANIFEST = "_manifest.json"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
+_EVENT_NAME = re.compile(r.PATTERNS[s.EVENT_NAME])
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise ConfigError(
+            f"run id {run_id!r} is not usable in a path: use 1-80 letters, digits, '_', '.', '-'"
+        )
+    return run_id
+
+
+def file_name(piece: int, sequence: int) -> str:
+    return f"part-{piece:05d}-{sequence:03d}.parquet"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one destination root (an fsspec path without protocol, or a local path)."""
+
+    root: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", self.root.rstrip("/") or "/")
+
+    def _join(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    # published
+    def events_date(self, date: dt.date) -> str:
+        return self._join(EVENTS, f"{s.EVENT_DATE}={date.isoformat()}")
+
+    def events_partition(self, date: dt.date, event_name: str) -> str:
+        if not _EVENT_NAME.match(event_name):
+            raise ValueError(f"event name {event_name!r} is not a safe partition value")
+        return f"{self.events_date(date)}/{s.EVENT_NAME}={event_name}"
+
+    def rejected_date(self, date: dt.date) -> str:
+        return self._join(REJECTED, f"{s.EVENT_DATE}={date.isoformat()}")
+
+    def manifest(self, date: dt.date) -> str:
+        return f"{self.events_date(date)}/{MANIFEST}"
+
+    # staging and previous version
+    def staging_date(self, date: dt.date) -> str:
+        return self._join("_staging", f"{s.EVENT_DATE}={date.isoformat()}")
+
+    def staging_run(self, date: dt.date, run_id: str) -> str:
+        return f"{self.staging_date(date)}/run_id={check_run_id(run_id)}"
+
+    def previous(self, date: dt.date) -> str:
+        return self._join("_previous", f"{s.EVENT_DATE}={date.isoformat()}")
+
+
+def relative_event_file(event_name: str, piece: int, sequence: int) -> str:
+    """A valid-rows file's path relative to the date directory (staged or published)."""
+    if not _EVENT_NAME.match(event_name):
+        raise ValueError(f"event name {event_name!r} is not a safe partition value")
+    return f"{s.EVENT_NAME}={event_name}/{file_name(piece, sequence)}"

@@ -1,0 +1,66 @@
+"""The error hierarchy: every failure says what to fix and whether a retry can help.
+
+The CLI maps each class to its own exit code, so Airflow (or a person) can retry only what is worth
+retrying. The classes pickle cleanly because they cross from Dask workers to the client.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class. ``exit_code`` is what ``python -m processing`` exits with."""
+
+    exit_code = 1
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.message,))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PipelineError):
+    """A setting or argument is missing or wrong. Fix the configuration; a retry will not help."""
+
+    exit_code = 2
+
+
+class InputError(PipelineError):
+    """The source cannot be read as events (not found, unreadable, wrong format)."""
+
+    exit_code = 3
+
+
+class AuditError(PipelineError):
+    """The run's own checks failed (counts do not reconcile, a staged file is missing).
+
+    Nothing was published. This points at a bug or at storage losing writes: investigate first.
+    """
+
+    exit_code = 4
+
+
+class TransientError(PipelineError):
+    """A failure that may pass by itself (network, throttling, a lost worker). Retry the run."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    retryable = True
+
+
+class LockedError(TransientError):
+    """Another run holds this date. Wait for it, or remove its lock if it is dead."""
+
+
+EXIT_CODES: dict[str, int] = {
+    "success": 0,
+    "internal error": PipelineError.exit_code,
+    "configuration error": ConfigError.exit_code,
+    "input error": InputError.exit_code,
+    "audit failed, nothing published": AuditError.exit_code,
+    "transient failure, retry": TransientError.exit_code,
+}

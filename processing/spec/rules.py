@@ -1,0 +1,111 @@
+"""The null/missing policy and the validation rules, as data.
+
+Each rejected row carries one or more reasons ``"<field>:<rule>"`` from this module. The README's
+policy table is this module in prose, and ``tests/unit/test_policy.py`` has one case per row of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from processing.spec import schema as s
+
+# Rule names (the part after the colon in a reason).
+MISSING = "missing"  # null, absent, or empty after trimming, for a required field
+UNPARSEABLE = "unparseable"  # text that is not an ISO 8601 timestamp with a time of day
+WRONG_TYPE = "wrong_type"  # e.g. a JSON number or object where text belongs
+OUTSIDE_RUN_DATE = "outside_run_date"  # the UTC date of the event is not the date being processed
+INVALID_FORMAT = "invalid_format"  # fails the field's pattern (see PATTERNS)
+TOO_LONG = "too_long"  # longer than MAX_LENGTH
+INVALID_JSON = "invalid_json"  # the whole record: not a JSON object
+
+RECORD = "record"  # the pseudo-field for whole-record problems
+
+
+def reason(field: str, rule: str) -> str:
+    return f"{field}:{rule}"
+
+
+#: Patterns the normalised values must match. event_name becomes a partition directory, so it
+#: must be safe in a path and in Athena/Hive (lower-case, no slash, no "=").
+PATTERNS: dict[str, str] = {
+    s.EVENT_NAME: r"^[a-z][a-z0-9_]{0,63}$",
+    s.PLATFORM: r"^[a-z0-9_]{1,32}$",
+    s.SKU: r"^[A-Z0-9][A-Z0-9_.\-]{0,63}$",
+}
+
+MAX_LENGTH: dict[str, int] = {
+    s.USER_ID: 256,
+    s.PRODUCT_NAME: 512,
+}
+
+
+@dataclass(frozen=True)
+class FieldPolicy:
+    field: str
+    source: str
+    required: bool
+    when_missing: str
+    normalisation: str
+    rules: tuple[str, ...]
+
+
+POLICY: tuple[FieldPolicy, ...] = (
+    FieldPolicy(
+        s.EVENT_DATETIME,
+        "timestamp",
+        True,
+        f"reject `{reason(s.EVENT_DATETIME, MISSING)}`",
+        "to UTC, microseconds; text in ISO 8601 with `Z`, an offset or no zone (read as UTC, "
+        "as BigQuery does), `T` or space, ` UTC` suffix",
+        (UNPARSEABLE, WRONG_TYPE, OUTSIDE_RUN_DATE),
+    ),
+    FieldPolicy(
+        s.EVENT_DATE,
+        "derived",
+        True,
+        "never missing: the UTC date of `event_datetime`",
+        "-",
+        (),
+    ),
+    FieldPolicy(
+        s.EVENT_NAME,
+        "event_name",
+        True,
+        f"reject `{reason(s.EVENT_NAME, MISSING)}`",
+        "trim, lower-case, runs of spaces/hyphens to `_`",
+        (INVALID_FORMAT, WRONG_TYPE),
+    ),
+    FieldPolicy(
+        s.USER_ID,
+        "user_identifiers.id",
+        True,
+        f"reject `{reason(s.USER_ID, MISSING)}` (also when `user_identifiers` is absent)",
+        "trim (case kept: ids are case-sensitive)",
+        (TOO_LONG, WRONG_TYPE),
+    ),
+    FieldPolicy(
+        s.PLATFORM,
+        "user_identifiers.platform",
+        False,
+        f"default `{s.UNKNOWN_PLATFORM}`",
+        "trim, lower-case",
+        (INVALID_FORMAT, WRONG_TYPE),
+    ),
+    FieldPolicy(
+        s.PRODUCT_NAME,
+        "product_information.name",
+        False,
+        "kept as null (events such as `login` have no product)",
+        "trim; empty becomes null",
+        (TOO_LONG, WRONG_TYPE),
+    ),
+    FieldPolicy(
+        s.SKU,
+        "product_information.SKU",
+        False,
+        "kept as null",
+        "trim, upper-case; empty becomes null",
+        (INVALID_FORMAT, WRONG_TYPE),
+    ),
+)

@@ -1,0 +1,145 @@
+"""One frozen settings object, built once at the entry point from ``PROCESSING_*`` variables and
+command-line flags (flags win). Library code receives it; it never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from processing.spec.errors import ConfigError
+
+ENV_PREFIX = "PROCESSING_"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("expected a date as YYYY-MM-DD") from None
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value
+
+
+def _opt(parse: Any = str, required: bool = False, help: str = "") -> dict[str, Any]:
+    return {"parse": parse, "required": required, "help": help}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs. Field ``x`` comes from ``--x`` or ``PROCESSING_X``."""
+
+    date: dt.date = field(metadata=_opt(_date, True, "the UTC day to process (YYYY-MM-DD)"))
+    source: str = field(metadata=_opt(str, True, "where events come from (path or URL)"))
+    dest: str = field(metadata=_opt(str, True, "the data lake root (path or fsspec URL)"))
+    run_id: str | None = field(default=None, metadata=_opt(help="default: generated"))
+    workers: int | None = field(
+        default=None, metadata=_opt(int, help="LocalCluster worker processes (default: cores)")
+    )
+    threads_per_worker: int = field(default=1, metadata=_opt(int))
+    scheduler: str | None = field(
+        default=None, metadata=_opt(help="address of an existing Dask scheduler")
+    )
+    memory_limit: str = field(default="auto", metadata=_opt(help="per LocalCluster worker"))
+    piece_rows: int = field(default=2_000_000, metadata=_opt(int, help="rows per Dask task"))
+    batch_rows: int = field(default=262_144, metadata=_opt(int, help="rows per source batch"))
+    row_group_rows: int = field(default=1_048_576, metadata=_opt(int))
+    max_file_rows: int = field(default=8_388_608, metadata=_opt(int))
+    max_buffered_rows: int = field(
+        default=1_500_000, metadata=_opt(int, help="per task, across partitions")
+    )
+    zstd_level: int = field(default=3, metadata=_opt(int))
+    max_rejected_fraction: float = field(
+        default=0.2, metadata=_opt(float, help="above it the run fails its audit")
+    )
+    allow_empty: bool = field(default=False, metadata=_opt(_bool, help="publish a day of 0 rows"))
+    task_retries: int = field(default=2, metadata=_opt(int))
+    storage_options: Mapping[str, Any] = field(
+        default_factory=dict, metadata=_opt(_json_object, help="fsspec options, as JSON")
+    )
+    log_level: str = field(default="INFO", metadata=_opt())
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.workers is None or self.workers >= 1, "workers must be at least 1"),
+            (self.threads_per_worker >= 1, "threads_per_worker must be at least 1"),
+            (self.piece_rows >= 1, "piece_rows must be at least 1"),
+            (self.batch_rows >= 1, "batch_rows must be at least 1"),
+            (self.row_group_rows >= 1, "row_group_rows must be at least 1"),
+            (self.max_file_rows >= self.row_group_rows, "max_file_rows must be >= row_group_rows"),
+            (1 <= self.zstd_level <= 22, "zstd_level must be between 1 and 22"),
+            (0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction must be in [0, 1]"),
+            (self.task_retries >= 0, "task_retries must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"bad setting: {message}")
+
+    def __repr__(self) -> str:
+        shown = {
+            f.name: ("***" if f.name == "storage_options" and self.storage_options else value)
+            for f in fields(self)
+            for value in [getattr(self, f.name)]
+        }
+        return f"Settings({shown})"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str], **flags: Any) -> Settings:
+        """Build from an environment mapping and flags (``None`` flags are ignored).
+
+        Raises ConfigError naming the flag and the variable of a missing or unparseable value.
+        """
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable = ENV_PREFIX + f.name.upper()
+            parse = f.metadata["parse"]
+            flag = flags.get(f.name)
+            if flag is not None:
+                values[f.name] = flag
+            elif env.get(variable) not in (None, ""):
+                try:
+                    values[f.name] = parse(env[variable])
+                except ValueError as e:
+                    raise ConfigError(f"{variable}={env[variable]!r} is not valid: {e}") from None
+            elif f.metadata["required"]:
+                raise ConfigError(
+                    f"missing required setting {f.name!r}: pass --{f.name.replace('_', '-')} "
+                    f"or set {variable}"
+                )
+        unknown = set(flags) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown settings: {sorted(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def setting_help() -> list[tuple[str, str, str]]:
+    """(flag, variable, help) for every setting, for the README and ``--help``."""
+    return [
+        (
+            "--" + f.name.replace("_", "-"),
+            ENV_PREFIX + f.name.upper(),
+            f.metadata["help"],
+        )
+        for f in fields(Settings)
+    ]
