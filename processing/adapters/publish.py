@@ -107,11 +107,3 @@ def publish(fs: Any, layout: Layout, date: dt.date, run_id: str, manifest: dict[
     if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
         fs.rm(staging_date, recursive=True)
     log.info("published %s (run %s)", layout.events_date(date), run_id)
-
-
-def read_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
-    path = layout.manifest(date)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as f:
-        return json.load(f)

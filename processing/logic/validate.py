@@ -62,4 +62,8 @@ def failure_reasons(normalised: pa.Table, run_date: dt.date) -> dict[int, list[s
             if known and any(d.startswith(column + ":") for d in known):
                 continue  # a specific defect for this field is already recorded
             by_row[row].add(r.reason(column, rule))
+    record_level = r.RECORD + ":"
+    for row, found in by_row.items():
+        if any(f.startswith(record_level) for f in found):  # an unreadable record: say only that
+            by_row[row] = {f for f in found if f.startswith(record_level)}
     return {row: sorted(found, key=_sort_key) for row, found in by_row.items()}
