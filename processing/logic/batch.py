@@ -10,8 +10,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from processing.logic.normalise import normalise
 from processing.logic.validate import failure_reasons
@@ -58,10 +58,9 @@ def split_batch(
 
     if failing:
         bad_rows = sorted(failing)
-        keep = pc.invert(
-            pc.is_in(pa.array(range(n), pa.int64()), value_set=pa.array(bad_rows, pa.int64()))
-        )
-        valid = normalised.filter(keep)
+        keep = np.ones(n, dtype=bool)
+        keep[bad_rows] = False
+        valid = normalised.filter(pa.array(keep))
         reasons = [failing[i] for i in bad_rows]
         rejected = pa.table(
             {

@@ -1,0 +1,540 @@
+"""Benchmark the pipeline against the "floor": the same input rewritten with plain pyarrow.
+
+    uv run python benchmarks/run.py [--rows N] [--bad-fraction F] [--scale K] [--repeat R]
+                                    [--workers W] [--workdir DIR] [--keep]
+
+Every measured run is a separate subprocess; its wall time includes interpreter start-up (and,
+for the pipeline, starting and stopping its Dask LocalCluster). Peak memory is the peak of the
+summed RSS of the subprocess and all its descendants, sampled every 50 ms. See
+benchmarks/README.md for what each number means.
+
+Exit code: 0 when every run finished, whatever the PASS/FAIL of the targets; 1 when a run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_WORKDIR = REPO / "benchmarks" / "out"
+DATE = "2023-10-23"
+SEED = 1
+DEFAULT_BAD_FRACTION = 0.01
+SAMPLE_SECONDS = 0.05
+MIB = 1024**2
+GIB = 1024**3
+MB = 1_000_000
+
+# The targets (from the issue).
+MIN_THROUGHPUT_RATIO = 0.7  # pipeline rows/s >= 0.7 x the floor's
+MAX_PEAK_BYTES = 2 * GIB  # pipeline peak memory, at TARGET_ROWS
+TARGET_ROWS = 10_000_000
+MAX_MEMORY_GROWTH = 0.20  # pipeline peak memory at K x N rows vs N rows
+MIN_BYTES_REDUCTION = 0.25  # pipeline output bytes per valid row vs the floor's
+
+
+class BenchmarkError(RuntimeError):
+    """A measured or helper subprocess failed."""
+
+
+# --- the floor -----------------------------------------------------------------------------------
+def floor(source: str, dest: str) -> None:
+    """Rewrite ``source`` as ``dest/events/event_date=D/event_name=E/*.parquet``, no validation.
+
+    Plain pyarrow with its defaults (snappy, default row groups): read the whole file, flatten the
+    structs to the output columns, write a hive-partitioned dataset.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(source)
+    timestamp = table.column("timestamp")
+    users = table.column("user_identifiers")
+    products = table.column("product_information")
+    columns = {
+        "event_datetime": timestamp,
+        "event_date": timestamp.cast(pa.date32()),
+        "event_name": table.column("event_name"),
+        "user_id": pc.struct_field(users, "id"),
+        "platform": pc.struct_field(users, "platform"),
+        "product_name": pc.struct_field(products, "name"),
+        "SKU": pc.struct_field(products, "SKU"),
+    }
+    flat = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+    del table, timestamp, users, products
+    ds.write_dataset(
+        flat,
+        f"{dest}/events",
+        format="parquet",
+        partitioning=["event_date", "event_name"],
+        partitioning_flavor="hive",
+    )
+
+
+# --- measuring one subprocess --------------------------------------------------------------------
+class TreeRssSampler(threading.Thread):
+    """Samples the summed RSS of a process and all its descendants; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.peak_processes = 0
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self._sample()
+            if self._stop_event.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def _sample(self) -> None:
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:  # the root has exited
+            return
+        total = counted = 0
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+                counted += 1
+            except psutil.Error:  # exited between listing and reading
+                continue
+        self.samples += 1
+        if total > self.peak:
+            self.peak, self.peak_processes = total, counted
+
+
+@dataclass(frozen=True)
+class Timed:
+    wall_seconds: float
+    cpu_seconds: float  # user + system of the subprocess and the descendants it waited for
+    peak_rss_bytes: int
+    peak_processes: int  # processes alive at the peak sample
+    samples: int
+    load_before: float  # 1-minute load average when the run started
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def measure(name: str, command: Sequence[str], log_path: Path) -> Timed:
+    """Run ``command`` from the repository root, output to ``log_path``; time it, sample memory."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] {' '.join(command)}", flush=True)
+    load_before = os.getloadavg()[0]
+    cpu_before = _children_cpu_seconds()
+    with log_path.open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            sampler = TreeRssSampler(process.pid)
+            sampler.start()
+            code = process.wait()
+            wall = time.perf_counter() - started
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        sampler.stop()
+    if code != 0:
+        raise BenchmarkError(f"{name} exited with code {code}; log {log_path}:\n{_tail(log_path)}")
+    timed = Timed(
+        wall_seconds=wall,
+        cpu_seconds=_children_cpu_seconds() - cpu_before,
+        peak_rss_bytes=sampler.peak,
+        peak_processes=sampler.peak_processes,
+        samples=sampler.samples,
+        load_before=load_before,
+    )
+    print(
+        f"[{name}] {wall:.1f} s wall, {timed.cpu_seconds:.1f} s CPU, "
+        f"peak {sampler.peak / MIB:,.0f} MiB",
+        flush=True,
+    )
+    return timed
+
+
+def _flags(**flags: object) -> list[str]:
+    """``_flags(bad_fraction=0.1)`` -> ``["--bad-fraction", "0.1"]``."""
+    return [item for k, v in flags.items() for item in (f"--{k.replace('_', '-')}", str(v))]
+
+
+# --- results ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Result:
+    """One measured configuration. With --repeat, the fastest attempt and the highest peak."""
+
+    name: str
+    rows: int
+    input_bytes: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    peak_processes: int
+    samples: int
+    load_before: float
+    output_bytes: int  # *.parquet under events/
+    output_files: int
+    valid_rows: int
+    reported_seconds: float | None = None  # the pipeline's own duration, from its manifest
+    attempts_wall_seconds: tuple[float, ...] = ()
+    attempts_peak_rss_bytes: tuple[int, ...] = ()
+    derived: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        derived = {
+            "rows_per_second": self.rows / self.wall_seconds,
+            "input_mb_per_second": self.input_bytes / MB / self.wall_seconds,
+            "output_bytes_per_valid_row": (
+                self.output_bytes / self.valid_rows if self.valid_rows else float("nan")
+            ),
+        }
+        object.__setattr__(self, "derived", derived)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.derived["rows_per_second"]
+
+    @property
+    def bytes_per_valid_row(self) -> float:
+        return self.derived["output_bytes_per_valid_row"]
+
+
+def _events_output(dest: Path) -> tuple[int, int]:
+    files = list((dest / "events").rglob("*.parquet"))
+    return sum(f.stat().st_size for f in files), len(files)
+
+
+def _discard(dest: Path, keep: bool) -> None:
+    if keep:
+        print(f"  kept output: {dest}")
+    else:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Bench:
+    workdir: Path
+    workers: int
+    keep: bool
+
+    def pipeline(self, name: str, source: Path, rows: int) -> Result:
+        dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
+        try:
+            command = [
+                sys.executable, "-m", "processing", "run",
+                *_flags(date=DATE, source=source, dest=dest, workers=self.workers),
+            ]  # fmt: skip
+            timed = measure(name, command, self.workdir / "logs" / f"{name}.log")
+            manifest_path = dest / "events" / f"event_date={DATE}" / "_manifest.json"
+            manifest = json.loads(manifest_path.read_text())
+            if manifest["rows_read"] != rows:
+                raise BenchmarkError(f"{name} read {manifest['rows_read']:,} rows, not {rows:,}")
+            output_bytes, output_files = _events_output(dest)
+            return Result(
+                name=name,
+                rows=rows,
+                input_bytes=source.stat().st_size,
+                **asdict(timed),
+                output_bytes=output_bytes,
+                output_files=output_files,
+                valid_rows=int(manifest["rows_valid"]),
+                reported_seconds=float(manifest["duration_seconds"]),
+            )
+        finally:
+            _discard(dest, self.keep)
+
+    def floor(self, name: str, source: Path, rows: int) -> Result:
+        import pyarrow.dataset as ds
+
+        dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
+        try:
+            script = str(Path(__file__).resolve())
+            command = [sys.executable, script, "--floor-only", str(source), str(dest)]
+            timed = measure(name, command, self.workdir / "logs" / f"{name}.log")
+            output_bytes, output_files = _events_output(dest)
+            return Result(
+                name=name,
+                rows=rows,
+                input_bytes=source.stat().st_size,
+                **asdict(timed),
+                output_bytes=output_bytes,
+                output_files=output_files,
+                valid_rows=ds.dataset(dest / "events", format="parquet").count_rows(),
+            )
+        finally:
+            _discard(dest, self.keep)
+
+
+def best_of(repeat: int, attempt: Callable[[str], Result], name: str) -> Result:
+    """Run ``attempt`` ``repeat`` times: the fastest attempt, with the highest peak memory seen."""
+    results = [attempt(name if repeat == 1 else f"{name}.{i + 1}") for i in range(repeat)]
+    fastest = min(results, key=lambda r: r.wall_seconds)
+    return dataclasses.replace(
+        fastest,
+        name=name,
+        peak_rss_bytes=max(r.peak_rss_bytes for r in results),
+        attempts_wall_seconds=tuple(round(r.wall_seconds, 3) for r in results),
+        attempts_peak_rss_bytes=tuple(r.peak_rss_bytes for r in results),
+    )
+
+
+def input_file(workdir: Path, rows: int, bad_fraction: float) -> Path:
+    """The generated input for ``rows``: reused if a complete one exists, else generated."""
+    import pyarrow.parquet as pq
+
+    suffix = "" if bad_fraction == DEFAULT_BAD_FRACTION else f"-bad{bad_fraction:g}"
+    path = workdir / f"day-{rows}{suffix}.parquet"
+    if path.exists():
+        if pq.ParquetFile(path).metadata.num_rows == rows:
+            print(f"[generate] reusing {path}", flush=True)
+            return path
+        path.unlink()
+    partial = path.with_name(f".partial-{path.name}")  # renamed once complete
+    command = [
+        sys.executable, "-m", "processing", "generate",
+        *_flags(date=DATE, rows=rows, bad_fraction=bad_fraction, seed=SEED, out=partial),
+    ]  # fmt: skip
+    print(f"[generate] {' '.join(command)}", flush=True)
+    completed = subprocess.run(command, cwd=REPO, check=False)
+    if completed.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise BenchmarkError(f"generating {rows:,} rows failed (exit {completed.returncode})")
+    partial.replace(path)
+    return path
+
+
+# --- targets and report ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    measured: str
+    required: str
+    status: str  # PASS, FAIL or SKIP
+    value: float | None
+
+
+def evaluate(floor_result: Result, base: Result, scaled: Result | None) -> list[Verdict]:
+    def status(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    ratio = base.rows_per_second / floor_result.rows_per_second
+    at = "" if base.rows == TARGET_ROWS else f" (the target is set at {TARGET_ROWS:,})"
+    peak = base.peak_rss_bytes
+    reduction = 1 - base.bytes_per_valid_row / floor_result.bytes_per_valid_row
+    verdicts = [
+        Verdict(
+            "pipeline throughput / floor throughput",
+            f"{ratio:.2f}x",
+            f">= {MIN_THROUGHPUT_RATIO:.2f}x",
+            status(ratio >= MIN_THROUGHPUT_RATIO),
+            ratio,
+        ),
+        Verdict(
+            f"pipeline peak memory at {base.rows:,} rows{at}",
+            f"{peak / GIB:.2f} GiB",
+            f"< {MAX_PEAK_BYTES / GIB:.0f} GiB",
+            status(peak < MAX_PEAK_BYTES),
+            peak,
+        ),
+    ]
+    if scaled is None:
+        verdicts.append(Verdict("pipeline memory growth", "not run", "--scale 3", "SKIP", None))
+    else:
+        growth = scaled.peak_rss_bytes / peak - 1
+        verdicts.append(
+            Verdict(
+                f"pipeline memory growth {base.rows:,} -> {scaled.rows:,} rows",
+                f"{growth:+.1%}",
+                f"< {MAX_MEMORY_GROWTH:.0%}",
+                status(growth < MAX_MEMORY_GROWTH),
+                growth,
+            )
+        )
+    verdicts.append(
+        Verdict(
+            "output bytes per valid row, below the floor's",
+            f"{reduction:.1%}",
+            f">= {MIN_BYTES_REDUCTION:.0%}",
+            status(reduction >= MIN_BYTES_REDUCTION),
+            reduction,
+        )
+    )
+    return verdicts
+
+
+def print_report(results: Sequence[Result], verdicts: Sequence[Verdict]) -> None:
+    header = (
+        f"{'run':<14}{'rows':>12}{'wall s':>8}{'CPU s':>7}{'rows/s':>11}{'MB/s in':>9}"
+        f"{'peak MiB':>10}{'out MiB':>9}{'files':>6}{'valid rows':>12}{'B/row':>7}"
+    )
+    print(f"\n{header}\n{'-' * len(header)}")
+    for r in results:
+        print(
+            f"{r.name:<14}{r.rows:>12,}{r.wall_seconds:>8.1f}{r.cpu_seconds:>7.1f}"
+            f"{r.rows_per_second:>11,.0f}{r.derived['input_mb_per_second']:>9.1f}"
+            f"{r.peak_rss_bytes / MIB:>10,.0f}{r.output_bytes / MIB:>9.1f}{r.output_files:>6}"
+            f"{r.valid_rows:>12,}{r.bytes_per_valid_row:>7.2f}"
+        )
+    print("(B/row: output bytes per valid row; MB = 10^6 bytes; peak: summed RSS of the tree)")
+    for r in results:
+        if r.reported_seconds is not None:
+            print(
+                f"{r.name}: the pipeline reports {r.reported_seconds:.1f} s for its run; the "
+                f"other {r.wall_seconds - r.reported_seconds:.1f} s are start-up, cluster and exit"
+            )
+    print()
+    width = max(len(v.target) for v in verdicts)
+    for v in verdicts:
+        print(f"{v.status:<5} {v.target:<{width}}  {v.measured:>9}  (target {v.required})")
+
+
+def _git(*args: str) -> str:
+    completed = subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+    )
+    return completed.stdout.strip()
+
+
+def environment() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for package in ("pyarrow", "dask", "distributed", "pandas", "numpy", "psutil"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "uncommitted_changes_in_processing": bool(_git("status", "--porcelain", "processing")),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus_logical": os.cpu_count(),
+        "cpus_physical": psutil.cpu_count(logical=False),
+        "memory_bytes": psutil.virtual_memory().total,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "processing_env": {k: v for k, v in os.environ.items() if k.startswith("PROCESSING_")},
+    }
+
+
+# --- entry point ---------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Measure the pipeline against a plain-pyarrow floor (see benchmarks/README.md)."
+    )
+    parser.add_argument("--rows", type=int, default=10_000_000, help="input rows (default 10M)")
+    parser.add_argument(
+        "--bad-fraction", type=float, default=DEFAULT_BAD_FRACTION, help="default 0.01"
+    )
+    parser.add_argument(
+        "--scale", type=int, default=1, help="also run the pipeline at SCALE x rows (e.g. 3)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="attempts per run: report the fastest (default 1)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="pipeline workers (default 2)")
+    parser.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="default benchmarks/out/"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the output directories")
+    parser.add_argument("--floor-only", nargs=2, metavar=("SRC", "DEST"), help=argparse.SUPPRESS)
+    return parser
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    dirty = " + uncommitted changes" if env["uncommitted_changes_in_processing"] else ""
+    print(f"commit {env['commit']}{dirty}; {env['cpus_logical']} CPUs; workdir {workdir}")
+    bench = Bench(workdir=workdir, workers=args.workers, keep=args.keep)
+
+    source = input_file(workdir, args.rows, args.bad_fraction)
+    floor_result = best_of(args.repeat, lambda n: bench.floor(n, source, args.rows), "floor")
+    base = best_of(args.repeat, lambda n: bench.pipeline(n, source, args.rows), "pipeline")
+    results = [floor_result, base]
+    scaled = None
+    if args.scale > 1:
+        rows = args.rows * args.scale
+        scaled_source = input_file(workdir, rows, args.bad_fraction)
+        scaled = best_of(
+            args.repeat,
+            lambda n: bench.pipeline(n, scaled_source, rows),
+            f"pipeline-x{args.scale}",
+        )
+        results.append(scaled)
+
+    verdicts = evaluate(floor_result, base, scaled)
+    print_report(results, verdicts)
+    report = {
+        "config": {
+            "rows": args.rows,
+            "bad_fraction": args.bad_fraction,
+            "scale": args.scale,
+            "repeat": args.repeat,
+            "workers": args.workers,
+            "date": DATE,
+            "seed": SEED,
+            "sample_seconds": SAMPLE_SECONDS,
+        },
+        "environment": env,
+        "runs": {r.name: asdict(r) for r in results},
+        "targets": [asdict(v) for v in verdicts],
+    }
+    out = workdir / "results.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nresults written to {out}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.floor_only:
+        floor(*args.floor_only)
+        return 0
+    if min(args.rows, args.scale, args.repeat, args.workers) < 1:
+        raise SystemExit("--rows, --scale, --repeat and --workers must be at least 1")
+    try:
+        benchmark(args)
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

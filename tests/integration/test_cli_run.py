@@ -1,0 +1,239 @@
+"""The CLI end to end on one machine: sample day in, hive-partitioned Parquet out, then reruns,
+failures before publish, a killed run, other dates, exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+import processing
+from tests.integration.conftest import ROOT, tree_digest
+
+pytestmark = pytest.mark.slow
+
+DATE = "2023-10-23"
+SAMPLE = ROOT / "data" / "sample_day.jsonl.gz"
+
+
+def _rows(dest: Path, date: str = DATE) -> list[dict]:
+    table = processing.events_dataset(str(dest)).to_table(
+        filter=ds.field("event_date") == dt.date.fromisoformat(date)
+    )
+    return sorted(table.to_pylist(), key=lambda r: json.dumps(r, default=str, sort_keys=True))
+
+
+def _manifest(dest: Path, date: str = DATE) -> dict:
+    manifest = processing.read_manifest(str(dest), dt.date.fromisoformat(date))
+    assert manifest is not None
+    return manifest
+
+
+def _parquet_files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+
+
+def test_sample_day_end_to_end(cli, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    done = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert "published 2023-10-23" in done.stdout
+    assert str(dest / "events" / f"event_date={DATE}") in done.stdout
+    assert "Dask dashboard" in done.stderr
+
+    with gzip.open(SAMPLE, "rt") as f:
+        lines = sum(1 for line in f if line.strip())
+    m = _manifest(dest)
+    assert m["rows_read"] == lines == m["rows_valid"] + m["rows_rejected"]
+    assert m["rows_rejected"] == sum(m["rejected_by_reason"].values()) > 0
+    assert {"run_id", "date", "source", "schema_version", "files", "started_at", "finished_at"} <= set(m)
+    for f in m["files"]:
+        base = dest / ("events" if f["dataset"] == "events" else "rejected") / f"event_date={DATE}"
+        assert (base / f["path"]).stat().st_size == f["bytes"]
+
+    # layout: events/event_date=D/event_name=E/part-*.parquet, no partition columns in the files
+    files = sorted((dest / "events").rglob("*.parquet"))
+    assert files and all(p.parent.name.startswith("event_name=") for p in files)
+    assert all(p.parent.parent.name == f"event_date={DATE}" for p in files)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(files[0]).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert "event_date" not in pq.read_schema(files[0]).names
+
+    # pyarrow.dataset with hive partitioning: event_date typed as a date
+    table = processing.events_dataset(str(dest)).to_table()
+    assert table.num_rows == m["rows_valid"]
+    assert table.schema.field("event_date").type == pa.date32()
+    plain = ds.dataset(dest / "events", format="parquet", partitioning="hive").to_table()
+    assert plain.num_rows == m["rows_valid"]
+
+    # DuckDB over the same files
+    con = duckdb.connect()
+    rows, date_type, names = con.execute(
+        "select count(*), any_value(typeof(event_date)), count(distinct event_name) from "
+        f"read_parquet('{dest}/events/*/*/*.parquet', hive_partitioning=true, "
+        "hive_types={'event_date': 'DATE'})"
+    ).fetchone()
+    assert (rows, date_type) == (m["rows_valid"], "DATE")
+    assert names == len(m["valid_by_event"])
+    rejected = con.execute(
+        f"select count(*) from read_parquet('{dest}/rejected/*/*.parquet')"
+    ).fetchone()[0]
+    assert rejected == m["rows_rejected"]
+
+
+def test_rerun_same_date_is_identical_and_leaves_no_stale_file(cli, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    args = ("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1")
+    assert cli(*args).returncode == 0
+    first_rows, first_files, first = _rows(dest), _parquet_files(dest), _manifest(dest)
+    assert cli(*args).returncode == 0
+    second = _manifest(dest)
+    assert second["run_id"] != first["run_id"]
+    assert _rows(dest) == first_rows
+    assert second["rows_valid"] == first["rows_valid"]
+    listed = {f"events/event_date={DATE}/{f['path']}" for f in second["files"] if f["dataset"] == "events"}
+    listed |= {f"rejected/event_date={DATE}/{f['path']}" for f in second["files"] if f["dataset"] == "rejected"}
+    published = {p for p in _parquet_files(dest) if not p.startswith("_")}
+    assert published == listed  # exactly this run's files, nothing stale
+    assert first_files == published  # deterministic names: the same files, replaced
+    assert not (dest / "_staging").exists() or not any((dest / "_staging").rglob("*.parquet"))
+
+
+def test_rerun_with_fewer_rows_removes_old_files(cli, generate, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    big = generate("big.parquet", DATE, 6000, seed=1)
+    small = generate("small.jsonl", DATE, 40, seed=2)
+    assert cli("run", "--date", DATE, "--source", big, "--dest", dest, "--workers", "1").returncode == 0
+    assert cli("run", "--date", DATE, "--source", small, "--dest", dest, "--workers", "1").returncode == 0
+    m = _manifest(dest)
+    assert m["rows_read"] == 40
+    assert len(_rows(dest)) == m["rows_valid"]
+    published = {p.relative_to(dest).as_posix() for p in (dest / "events").rglob("*.parquet")}
+    listed = {f"events/event_date={DATE}/{f['path']}" for f in m["files"] if f["dataset"] == "events"}
+    assert published == listed
+    assert processing.events_dataset(str(dest)).count_rows() == m["rows_valid"]
+
+
+def test_failure_before_publish_leaves_published_date_unchanged(cli, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode == 0
+    before = tree_digest(dest / "events") | tree_digest(dest / "rejected")
+    bad = ROOT / "data" / "bad_records.jsonl"
+    done = cli("run", "--date", DATE, "--source", bad, "--dest", dest, "--workers", "1")
+    assert done.returncode == 4, done.stderr  # audit: too many rejected rows
+    assert "nothing published" in done.stderr
+    assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
+    assert not any((dest / "_staging").rglob("*.parquet"))
+
+
+def test_killed_run_leaves_published_date_unchanged_and_next_run_recovers(
+    cli, generate, tmp_path: Path
+) -> None:
+    dest = tmp_path / "lake"
+    source = generate("day.parquet", DATE, 400_000, bad=0.01, seed=5)
+    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode == 0
+    before = tree_digest(dest / "events") | tree_digest(dest / "rejected")
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processing", "run", "--date", DATE, "--source", str(source),
+         "--dest", str(dest), "--workers", "1", "--piece-rows", "20000", "--batch-rows", "20000"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not any((dest / "_staging").rglob("*.parquet")):
+        assert proc.poll() is None, "the run ended before it wrote staging files"
+        assert time.monotonic() < deadline, "no staging files appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the client, the scheduler and the workers
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
+
+    done = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert not any((dest / "_staging").rglob("*.parquet"))  # the killed run's staging is gone
+    assert _manifest(dest)["rows_read"] > 0
+
+
+def test_other_dates_are_never_touched(cli, generate, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    other = generate("other.jsonl.gz", "2023-10-24", 500, bad=0.02, seed=3)
+    assert cli("run", "--date", "2023-10-24", "--source", other, "--dest", dest, "--workers", "1").returncode == 0
+    other_before = tree_digest(dest / "events" / "event_date=2023-10-24") | tree_digest(
+        dest / "rejected" / "event_date=2023-10-24"
+    )
+    for _ in range(2):
+        assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode == 0
+    other_after = tree_digest(dest / "events" / "event_date=2023-10-24") | tree_digest(
+        dest / "rejected" / "event_date=2023-10-24"
+    )
+    assert other_after == other_before
+    assert processing.published_dates(str(dest)) == [dt.date(2023, 10, 23), dt.date(2023, 10, 24)]
+
+
+def test_json_parquet_and_arrow_sources_publish_the_same_rows(cli, generate, tmp_path: Path) -> None:
+    results = []
+    for name in ("day.jsonl", "day.parquet", "day.arrow"):
+        source = generate(name, DATE, 3000, seed=11)
+        dest = tmp_path / name.replace(".", "_")
+        done = cli("run", "--date", DATE, "--source", source, "--dest", dest, "--workers", "1")
+        assert done.returncode == 0, done.stderr
+        results.append(_rows(dest))
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) == 3000
+
+
+def test_existing_scheduler(cli, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        done = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", tmp_path / "lake",
+                   "--scheduler", c.scheduler_address)
+    assert done.returncode == 0, done.stderr
+    assert _manifest(tmp_path / "lake")["rows_read"] == 5000
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["--date", DATE, "--source", str(SAMPLE)], {}, 2, "PROCESSING_DEST"),
+        (["--source", str(SAMPLE), "--dest", "x"], {}, 2, "PROCESSING_DATE"),
+        (["--date", DATE, "--source", "nowhere/day.jsonl", "--dest", "x"], {}, 3, "does not exist"),
+        (["--date", DATE, "--dest", "x"], {"PROCESSING_SOURCE": "bigquery://p.d.t"}, 2, "bigquery"),
+        (["--date", DATE, "--source", str(SAMPLE), "--dest", "x"], {"PROCESSING_WORKERS": "two"}, 2,
+         "PROCESSING_WORKERS"),
+        (["--date", DATE, "--source", str(SAMPLE), "--dest", "x", "--run-id", "a/b"], {}, 2, "run id"),
+        (["--date", "23/10/2023", "--source", str(SAMPLE), "--dest", "x"], {}, 2, "not a date"),
+    ],
+    ids=["no-dest", "no-date", "missing-source", "bigquery-not-yet", "bad-env", "bad-run-id", "bad-date"],
+)
+def test_bad_configuration_fails_fast_with_one_clear_line(cli, tmp_path, args, env, code, message) -> None:
+    done = cli("run", *args, env=env, timeout=60)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_empty_day_is_refused_unless_allowed(cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    dest = tmp_path / "lake"
+    done = cli("run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1")
+    assert done.returncode == 3 and "--allow-empty" in done.stderr
+    done = cli("run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1", "--allow-empty")
+    assert done.returncode == 0, done.stderr
+    assert _manifest(dest)["rows_read"] == 0
