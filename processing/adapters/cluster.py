@@ -51,5 +51,5 @@ def dask_client(
 def dashboard_link(client: Client) -> str | None:
     try:
         return client.dashboard_link
-    except Exception:  # noqa: BLE001 - no dashboard (bokeh missing or disabled) is not an error
+    except Exception:
         return None

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import posixpath
@@ -23,8 +24,6 @@ import pyarrow.parquet as pq
 from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
 from processing.logic.manifest import RunTotals
 from processing.spec.errors import AuditError
-
-import datetime as dt
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +73,20 @@ def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals
         if rows != f.rows:
             problems.append(f"{path} holds {rows} rows, reported {f.rows}")
     found = {
-        p for d in (events_dir, rejected_dir) if fs.exists(d)
-        for p in fs.find(d) if p.endswith(".parquet")
+        p
+        for d in (events_dir, rejected_dir)
+        if fs.exists(d)
+        for p in fs.find(d)
+        if p.endswith(".parquet")
     }
     strays = found - expected
     if strays:
         problems.append(f"files no task reported: {sorted(strays)[:5]}")
     if problems:
-        raise AuditError("staged files do not match the run's counts, nothing published: "
-                         + "; ".join(problems[:10]))
+        raise AuditError(
+            "staged files do not match the run's counts, nothing published: "
+            + "; ".join(problems[:10])
+        )
 
 
 def publish(fs: Any, layout: Layout, date: dt.date, run_id: str, manifest: dict[str, Any]) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from pyarrow import ipc
 
 from processing.spec import schema as s
 from processing.spec.errors import ConfigError
@@ -34,7 +34,7 @@ def write_chunks(path: str, chunks: Iterable[pa.Table | list[str]]) -> int:
     rows = 0
     if is_text(path):
         opener = gzip.open if path.endswith(".gz") else open
-        with opener(target, "wt", encoding="utf-8") as f:  # type: ignore[operator]
+        with opener(target, "wt", encoding="utf-8") as f:
             for lines in chunks:
                 assert isinstance(lines, list)
                 f.writelines(line + "\n" for line in lines)

@@ -103,7 +103,7 @@ class PieceWriter:
                 try:
                     output.writer.close()
                     output.handle.close()
-                except Exception:  # noqa: BLE001 - best effort; the staging prefix is discarded
+                except Exception:
                     log.debug("ignoring error while aborting %s", output.path, exc_info=True)
 
     # --- internals ------------------------------------------------------------------------------

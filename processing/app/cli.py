@@ -58,9 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--bad-fraction", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument(
-        "--out", required=True, help="file: .parquet, .arrow, .jsonl or .jsonl.gz"
-    )
+    gen.add_argument("--out", required=True, help="file: .parquet, .arrow, .jsonl or .jsonl.gz")
     return parser
 
 
@@ -106,9 +104,7 @@ def summary(report: Any) -> str:
 def _run(args: argparse.Namespace) -> int:
     from processing.app.pipeline import run
 
-    flags = {
-        k: v for k, v in vars(args).items() if k not in {"command"} and v is not None
-    }
+    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
     settings = Settings.load(os.environ, **flags)
     _setup_logging(settings.log_level)
     report = run(settings)
@@ -124,12 +120,17 @@ def _generate(args: argparse.Namespace) -> int:
         raise ConfigError("--rows must be >= 0 and --bad-fraction between 0 and 1")
     started = time.perf_counter()
     params = GenerateParams(
-        date=args.date, rows=args.rows, bad_fraction=args.bad_fraction, seed=args.seed,
+        date=args.date,
+        rows=args.rows,
+        bad_fraction=args.bad_fraction,
+        seed=args.seed,
         text=is_text(args.out),
     )
     rows = write_chunks(args.out, generate(params))
-    print(f"wrote {rows:,} events for {args.date} to {args.out} "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"wrote {rows:,} events for {args.date} to {args.out} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 

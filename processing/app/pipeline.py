@@ -55,13 +55,18 @@ def _check_totals(totals: RunTotals, settings: Settings) -> None:
             f"the source has no rows for {settings.date}; nothing published "
             "(pass --allow-empty to publish an empty day)"
         )
-    if totals.rows_read and totals.rows_rejected / totals.rows_read > settings.max_rejected_fraction:
+    if (
+        totals.rows_read
+        and totals.rows_rejected / totals.rows_read > settings.max_rejected_fraction
+    ):
         share = totals.rows_rejected / totals.rows_read
         raise AuditError(
             f"{share:.1%} of rows were rejected, above max_rejected_fraction "
             f"{settings.max_rejected_fraction:.1%}; nothing published. Top reasons: "
-            + ", ".join(f"{k}={v}" for k, v in sorted(
-                totals.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3])
+            + ", ".join(
+                f"{k}={v}"
+                for k, v in sorted(totals.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3]
+            )
         )
 
 
@@ -121,8 +126,12 @@ def run(
                         on_progress(len(results), len(futures), result)
                     log.info(
                         "piece %d/%d %s: %d rows (%d rejected) in %.1f s",
-                        len(results), len(futures), result.piece, result.rows_read,
-                        result.rows_rejected, result.seconds,
+                        len(results),
+                        len(futures),
+                        result.piece,
+                        result.rows_read,
+                        result.rows_rejected,
+                        result.seconds,
                     )
             except (KilledWorker, FutureCancelledError) as e:
                 raise TransientError(f"a Dask worker was lost: {e}") from e
@@ -155,7 +164,7 @@ def run(
 
 def _url(dest: str, path: str, root: str) -> str:
     if "://" in dest and not dest.startswith("file://"):
-        return dest.rstrip("/") + path[len(root.rstrip("/")):]
+        return dest.rstrip("/") + path[len(root.rstrip("/")) :]
     return path
 
 
@@ -164,7 +173,5 @@ def _discard_staging(fs: Any, layout: Layout, date: dt.date, run_id: str) -> Non
         staging = layout.staging_run(date, run_id)
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
-    except Exception:  # noqa: BLE001 - the next run of the date removes it anyway
+    except Exception:
         log.warning("could not remove staging of run %s; the next run will", run_id)
-
-

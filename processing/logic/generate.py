@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,25 +20,74 @@ import pyarrow.compute as pc
 from processing.spec import schema as s
 
 EVENT_MIX = {
-    "view": 0.55, "click": 0.20, "search": 0.10, "add_to_cart": 0.075,
-    "login": 0.05, "purchase": 0.025,
+    "view": 0.55,
+    "click": 0.20,
+    "search": 0.10,
+    "add_to_cart": 0.075,
+    "login": 0.05,
+    "purchase": 0.025,
 }
 NO_PRODUCT_EVENTS = {"login", "search"}
 PLATFORM_MIX = {"web": 0.47, "ios": 0.24, "android": 0.22, "mobile": 0.05, None: 0.02}
-_ADJECTIVES = ["Wireless", "Mechanical", "Bluetooth", "Ergonomic", "Portable", "Smart", "Compact",
-               "Premium", "Classic", "Ultra", "Eco", "Pro", "Mini", "Max", "Silent", "Gaming"]
-_NOUNS = ["Mouse", "Keyboard", "Headphones", "Speaker", "Monitor", "Webcam", "Charger", "Cable",
-          "Lamp", "Backpack", "Watch", "Tablet", "Router", "Microphone", "Stand", "Hub", "Drive",
-          "Camera", "Controller", "Earbuds"]
+_ADJECTIVES = [
+    "Wireless",
+    "Mechanical",
+    "Bluetooth",
+    "Ergonomic",
+    "Portable",
+    "Smart",
+    "Compact",
+    "Premium",
+    "Classic",
+    "Ultra",
+    "Eco",
+    "Pro",
+    "Mini",
+    "Max",
+    "Silent",
+    "Gaming",
+]
+_NOUNS = [
+    "Mouse",
+    "Keyboard",
+    "Headphones",
+    "Speaker",
+    "Monitor",
+    "Webcam",
+    "Charger",
+    "Cable",
+    "Lamp",
+    "Backpack",
+    "Watch",
+    "Tablet",
+    "Router",
+    "Microphone",
+    "Stand",
+    "Hub",
+    "Drive",
+    "Camera",
+    "Controller",
+    "Earbuds",
+]
 
 #: Bad records expressible in the typed (BigQuery/Parquet) shape.
 BAD_KINDS = (
-    "missing_timestamp", "outside_date", "missing_event_name", "invalid_event_name",
-    "missing_user", "blank_user_id", "invalid_sku", "too_long_user_id",
+    "missing_timestamp",
+    "outside_date",
+    "missing_event_name",
+    "invalid_event_name",
+    "missing_user",
+    "blank_user_id",
+    "invalid_sku",
+    "too_long_user_id",
 )
 #: Bad records only text can hold.
-TEXT_BAD_KINDS = BAD_KINDS + (
-    "garbage_timestamp", "date_only_timestamp", "number_user_id", "number_timestamp",
+TEXT_BAD_KINDS = (
+    *BAD_KINDS,
+    "garbage_timestamp",
+    "date_only_timestamp",
+    "number_user_id",
+    "number_timestamp",
     "invalid_json",
 )
 
@@ -64,14 +113,16 @@ def _choice(rng: np.random.Generator, mix: dict, n: int) -> np.ndarray:
     return rng.choice(len(mix), size=n, p=p / p.sum())
 
 
-def _dict_strings(indices: np.ndarray, values: list[str | None]) -> pa.Array:
+def _dict_strings(indices: np.ndarray, values: Sequence[str | None]) -> pa.Array:
     dictionary = pa.array(values, pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), dictionary).cast(
         pa.string()
     )
 
 
-def _typed_chunk(p: GenerateParams, chunk: int, n: int, n_users: int) -> tuple[pa.Table, np.ndarray]:
+def _typed_chunk(
+    p: GenerateParams, chunk: int, n: int, n_users: int
+) -> tuple[pa.Table, np.ndarray]:
     rng = np.random.default_rng([p.seed, chunk])
     day_start = int(dt.datetime.combine(p.date, dt.time(), dt.UTC).timestamp() * 1_000_000)
     # daily rhythm: quiet at night, peak in the evening (UTC)
@@ -88,15 +139,17 @@ def _typed_chunk(p: GenerateParams, chunk: int, n: int, n_users: int) -> tuple[p
     no_product = np.isin(events, [event_names.index(e) for e in NO_PRODUCT_EVENTS])
 
     user_dict = [f"user_{i:07d}" for i in range(n_users)]
-    table = pa.table({
-        "timestamp": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "event_name": _dict_strings(events, event_names),
-        "platform": _dict_strings(platforms, list(PLATFORM_MIX)),
-        "id": _dict_strings(users, user_dict),
-        "name": _dict_strings(products, names),
-        "SKU": _dict_strings(products, skus),
-        "no_product": pa.array(no_product),
-    })
+    table = pa.table(
+        {
+            "timestamp": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "event_name": _dict_strings(events, event_names),
+            "platform": _dict_strings(platforms, list(PLATFORM_MIX)),
+            "id": _dict_strings(users, user_dict),
+            "name": _dict_strings(products, names),
+            "SKU": _dict_strings(products, skus),
+            "no_product": pa.array(no_product),
+        }
+    )
     bad = rng.random(n) < p.bad_fraction
     kinds = TEXT_BAD_KINDS if p.text else BAD_KINDS
     kind = np.where(bad, rng.integers(0, len(kinds), n), -1)
@@ -122,7 +175,9 @@ def _apply_typed_bad(table: pa.Table, kind: np.ndarray, kinds: tuple[str, ...], 
     sku = _set(table.column("SKU").combine_chunks(), k["invalid_sku"], "sku with spaces!")
     # noise on some valid rows that normalisation must undo
     noisy = (kind < 0) & (rng.random(len(kind)) < 0.01)
-    ev = pc.if_else(pa.array(noisy), pc.utf8_upper(pc.binary_join_element_wise(" ", ev, "", "")), ev)
+    ev = pc.if_else(
+        pa.array(noisy), pc.utf8_upper(pc.binary_join_element_wise(" ", ev, "", "")), ev
+    )
     platform = table.column("platform").combine_chunks()
     platform = pc.if_else(pa.array(noisy), pc.utf8_upper(platform), platform)
     no_product = table.column("no_product").combine_chunks()
@@ -135,9 +190,7 @@ def _apply_typed_bad(table: pa.Table, kind: np.ndarray, kinds: tuple[str, ...], 
         fields=list(s.PRODUCT_INFORMATION),
         mask=pc.and_(no_product, pc.invert(pa.array(k["invalid_sku"]))),
     )
-    return pa.Table.from_arrays(
-        [ts, ev, users, products], schema=s.INPUT_SCHEMA
-    )
+    return pa.Table.from_arrays([ts, ev, users, products], schema=s.INPUT_SCHEMA)
 
 
 def _timestamp_text(value: dt.datetime | None, style: int) -> str | None:
@@ -147,8 +200,11 @@ def _timestamp_text(value: dt.datetime | None, style: int) -> str | None:
         return (value + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+02:00"
     if style == 2:  # BigQuery's own text form
         return value.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if not value.microsecond else (
-        value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return (
+        value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if not value.microsecond
+        else (value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    )
 
 
 def _text_lines(table: pa.Table, kind: np.ndarray, kinds: tuple[str, ...], rng) -> list[str]:

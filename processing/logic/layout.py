@@ -1,10 +1,10 @@
 """Where every file goes: a pure function of destination, date, run and piece.
 
-    <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS.parquet   published events
+    <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS.parquet  published events
     <dest>/events/event_date=D/_manifest.json                        written last
     <dest>/rejected/event_date=D/part-PPPPP-SSS.parquet              published rejected rows
     <dest>/_staging/event_date=D/run_id=R/{events,rejected}/...      one run's staging
-    <dest>/_previous/event_date=D/{events,rejected}/...              the version before the last publish
+    <dest>/_previous/event_date=D/{events,rejected}/...              the version published before
 
 File names are deterministic (piece number, sequence within the piece), so a retried task
 overwrites its own files instead of adding duplicates. Names starting with ``_`` are skipped by

@@ -60,7 +60,8 @@ def reconcile(pieces: Iterable[PieceResult]) -> RunTotals:
     for p in pieces:
         if p.rows_read != p.rows_valid + p.rows_rejected:
             problems.append(
-                f"{p.piece}: read {p.rows_read} != valid {p.rows_valid} + rejected {p.rows_rejected}"
+                f"{p.piece}: read {p.rows_read} != valid {p.rows_valid} "
+                f"+ rejected {p.rows_rejected}"
             )
         if sum(p.rejected_by_reason.values()) != p.rows_rejected:
             problems.append(f"{p.piece}: rejected by reason does not add up to {p.rows_rejected}")

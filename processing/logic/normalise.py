@@ -84,9 +84,7 @@ def normalise(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     if s.DEFECTS_COLUMN in table.column_names:
         source_defects = table.column(s.DEFECTS_COLUMN).to_pylist()
         source_defects = [list(d) if d else [] for d in source_defects]
-    defects = _add_defect(
-        source_defects, unparseable, r.reason(s.EVENT_DATETIME, r.UNPARSEABLE), n
-    )
+    defects = _add_defect(source_defects, unparseable, r.reason(s.EVENT_DATETIME, r.UNPARSEABLE), n)
 
     platform = pc.utf8_lower(_clean(_nested(table, "user_identifiers", "platform")))
     columns = {

@@ -56,7 +56,9 @@ def failure_reasons(normalised: pa.Table, run_date: dt.date) -> dict[int, list[s
             ) from e
         columns = cases["column"].astype(str).tolist()
         checks = cases["check"].astype(str).tolist()
-        for row, column, check in zip(cases["index"].astype(int).tolist(), columns, checks):
+        for row, column, check in zip(
+            cases["index"].astype(int).tolist(), columns, checks, strict=True
+        ):
             rule = r.MISSING if check == "not_nullable" else check
             known = by_row.get(row)
             if known and any(d.startswith(column + ":") for d in known):

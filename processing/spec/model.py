@@ -47,9 +47,7 @@ def output_model(run_date: dt.date) -> pa.DataFrameSchema:
                 nullable=False,
             ),
             s.PLATFORM: pa.Column(str, checks=[_pattern(s.PLATFORM)], nullable=False),
-            s.PRODUCT_NAME: pa.Column(
-                str, checks=[_max_length(s.PRODUCT_NAME)], nullable=True
-            ),
+            s.PRODUCT_NAME: pa.Column(str, checks=[_max_length(s.PRODUCT_NAME)], nullable=True),
             s.SKU: pa.Column(str, checks=[_pattern(s.SKU)], nullable=True),
         },
         strict=True,

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 SCHEMA_VERSION = "1.0.0"
 
-# --- Input: the table as BigQuery holds it -------------------------------------------------------
+# --- Input: the table as BigQuery holds it ---
 #: Columns selected from the source (the BigQuery Storage source projects exactly these).
 SELECTED_FIELDS: tuple[str, ...] = (
     "timestamp",
@@ -41,7 +41,7 @@ TEXT_INPUT_SCHEMA = INPUT_SCHEMA.set(0, pa.field("timestamp", pa.string()))
 RAW_COLUMN = "_raw"
 DEFECTS_COLUMN = "_defects"
 
-# --- Output: the published record -----------------------------------------------------------------
+# --- Output: the published record ---
 EVENT_DATETIME = "event_datetime"
 EVENT_DATE = "event_date"
 EVENT_NAME = "event_name"
@@ -79,7 +79,7 @@ PARTITION_SCHEMA = pa.schema([(EVENT_DATE, pa.date32()), (EVENT_NAME, pa.string(
 #: What each Parquet file under ``events/`` holds.
 FILE_SCHEMA = pa.schema([f for f in OUTPUT_SCHEMA if f.name not in PARTITION_SCHEMA.names])
 
-# --- Rejected rows ---------------------------------------------------------------------------------
+# --- Rejected rows ---
 #: A rejected row keeps its original record (as JSON text) and says why it was rejected.
 REJECTED_SCHEMA = pa.schema(
     [

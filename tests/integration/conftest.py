@@ -34,6 +34,7 @@ def cli() -> CliRunner:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
 
     return run
@@ -43,8 +44,19 @@ def cli() -> CliRunner:
 def generate(cli: CliRunner, tmp_path: Path) -> Callable[..., Path]:
     def make(name: str, date: str, rows: int, bad: float = 0.0, seed: int = 0) -> Path:
         out = tmp_path / "input" / name
-        done = cli("generate", "--date", date, "--rows", rows, "--bad-fraction", bad,
-                   "--seed", seed, "--out", out)
+        done = cli(
+            "generate",
+            "--date",
+            date,
+            "--rows",
+            rows,
+            "--bad-fraction",
+            bad,
+            "--seed",
+            seed,
+            "--out",
+            out,
+        )
         assert done.returncode == 0, done.stderr
         return out
 

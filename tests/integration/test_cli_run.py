@@ -57,7 +57,15 @@ def test_sample_day_end_to_end(cli, tmp_path: Path) -> None:
     m = _manifest(dest)
     assert m["rows_read"] == lines == m["rows_valid"] + m["rows_rejected"]
     assert m["rows_rejected"] == sum(m["rejected_by_reason"].values()) > 0
-    assert {"run_id", "date", "source", "schema_version", "files", "started_at", "finished_at"} <= set(m)
+    assert {
+        "run_id",
+        "date",
+        "source",
+        "schema_version",
+        "files",
+        "started_at",
+        "finished_at",
+    } <= set(m)
     for f in m["files"]:
         base = dest / ("events" if f["dataset"] == "events" else "rejected") / f"event_date={DATE}"
         assert (base / f["path"]).stat().st_size == f["bytes"]
@@ -104,8 +112,14 @@ def test_rerun_same_date_is_identical_and_leaves_no_stale_file(cli, tmp_path: Pa
     assert second["run_id"] != first["run_id"]
     assert _rows(dest) == first_rows
     assert second["rows_valid"] == first["rows_valid"]
-    listed = {f"events/event_date={DATE}/{f['path']}" for f in second["files"] if f["dataset"] == "events"}
-    listed |= {f"rejected/event_date={DATE}/{f['path']}" for f in second["files"] if f["dataset"] == "rejected"}
+    listed = {
+        f"events/event_date={DATE}/{f['path']}" for f in second["files"] if f["dataset"] == "events"
+    }
+    listed |= {
+        f"rejected/event_date={DATE}/{f['path']}"
+        for f in second["files"]
+        if f["dataset"] == "rejected"
+    }
     published = {p for p in _parquet_files(dest) if not p.startswith("_")}
     assert published == listed  # exactly this run's files, nothing stale
     assert first_files == published  # deterministic names: the same files, replaced
@@ -116,20 +130,31 @@ def test_rerun_with_fewer_rows_removes_old_files(cli, generate, tmp_path: Path) 
     dest = tmp_path / "lake"
     big = generate("big.parquet", DATE, 6000, seed=1)
     small = generate("small.jsonl", DATE, 40, seed=2)
-    assert cli("run", "--date", DATE, "--source", big, "--dest", dest, "--workers", "1").returncode == 0
-    assert cli("run", "--date", DATE, "--source", small, "--dest", dest, "--workers", "1").returncode == 0
+    assert (
+        cli("run", "--date", DATE, "--source", big, "--dest", dest, "--workers", "1").returncode
+        == 0
+    )
+    assert (
+        cli("run", "--date", DATE, "--source", small, "--dest", dest, "--workers", "1").returncode
+        == 0
+    )
     m = _manifest(dest)
     assert m["rows_read"] == 40
     assert len(_rows(dest)) == m["rows_valid"]
     published = {p.relative_to(dest).as_posix() for p in (dest / "events").rglob("*.parquet")}
-    listed = {f"events/event_date={DATE}/{f['path']}" for f in m["files"] if f["dataset"] == "events"}
+    listed = {
+        f"events/event_date={DATE}/{f['path']}" for f in m["files"] if f["dataset"] == "events"
+    }
     assert published == listed
     assert processing.events_dataset(str(dest)).count_rows() == m["rows_valid"]
 
 
 def test_failure_before_publish_leaves_published_date_unchanged(cli, tmp_path: Path) -> None:
     dest = tmp_path / "lake"
-    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode == 0
+    assert (
+        cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode
+        == 0
+    )
     before = tree_digest(dest / "events") | tree_digest(dest / "rejected")
     bad = ROOT / "data" / "bad_records.jsonl"
     done = cli("run", "--date", DATE, "--source", bad, "--dest", dest, "--workers", "1")
@@ -144,14 +169,36 @@ def test_killed_run_leaves_published_date_unchanged_and_next_run_recovers(
 ) -> None:
     dest = tmp_path / "lake"
     source = generate("day.parquet", DATE, 400_000, bad=0.01, seed=5)
-    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode == 0
+    assert (
+        cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode
+        == 0
+    )
     before = tree_digest(dest / "events") | tree_digest(dest / "rejected")
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "processing", "run", "--date", DATE, "--source", str(source),
-         "--dest", str(dest), "--workers", "1", "--piece-rows", "20000", "--batch-rows", "20000"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "processing",
+            "run",
+            "--date",
+            DATE,
+            "--source",
+            str(source),
+            "--dest",
+            str(dest),
+            "--workers",
+            "1",
+            "--piece-rows",
+            "20000",
+            "--batch-rows",
+            "20000",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while not any((dest / "_staging").rglob("*.parquet")):
@@ -172,12 +219,22 @@ def test_killed_run_leaves_published_date_unchanged_and_next_run_recovers(
 def test_other_dates_are_never_touched(cli, generate, tmp_path: Path) -> None:
     dest = tmp_path / "lake"
     other = generate("other.jsonl.gz", "2023-10-24", 500, bad=0.02, seed=3)
-    assert cli("run", "--date", "2023-10-24", "--source", other, "--dest", dest, "--workers", "1").returncode == 0
+    assert (
+        cli(
+            "run", "--date", "2023-10-24", "--source", other, "--dest", dest, "--workers", "1"
+        ).returncode
+        == 0
+    )
     other_before = tree_digest(dest / "events" / "event_date=2023-10-24") | tree_digest(
         dest / "rejected" / "event_date=2023-10-24"
     )
     for _ in range(2):
-        assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1").returncode == 0
+        assert (
+            cli(
+                "run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1"
+            ).returncode
+            == 0
+        )
     other_after = tree_digest(dest / "events" / "event_date=2023-10-24") | tree_digest(
         dest / "rejected" / "event_date=2023-10-24"
     )
@@ -185,7 +242,9 @@ def test_other_dates_are_never_touched(cli, generate, tmp_path: Path) -> None:
     assert processing.published_dates(str(dest)) == [dt.date(2023, 10, 23), dt.date(2023, 10, 24)]
 
 
-def test_json_parquet_and_arrow_sources_publish_the_same_rows(cli, generate, tmp_path: Path) -> None:
+def test_json_parquet_and_arrow_sources_publish_the_same_rows(
+    cli, generate, tmp_path: Path
+) -> None:
     results = []
     for name in ("day.jsonl", "day.parquet", "day.arrow"):
         source = generate(name, DATE, 3000, seed=11)
@@ -200,9 +259,20 @@ def test_json_parquet_and_arrow_sources_publish_the_same_rows(cli, generate, tmp
 def test_existing_scheduler(cli, tmp_path: Path) -> None:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
-        done = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", tmp_path / "lake",
-                   "--scheduler", c.scheduler_address)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as c:
+        done = cli(
+            "run",
+            "--date",
+            DATE,
+            "--source",
+            SAMPLE,
+            "--dest",
+            tmp_path / "lake",
+            "--scheduler",
+            c.scheduler_address,
+        )
     assert done.returncode == 0, done.stderr
     assert _manifest(tmp_path / "lake")["rows_read"] == 5000
 
@@ -214,14 +284,31 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
         (["--source", str(SAMPLE), "--dest", "x"], {}, 2, "PROCESSING_DATE"),
         (["--date", DATE, "--source", "nowhere/day.jsonl", "--dest", "x"], {}, 3, "does not exist"),
         (["--date", DATE, "--dest", "x"], {"PROCESSING_SOURCE": "bigquery://p.d.t"}, 2, "bigquery"),
-        (["--date", DATE, "--source", str(SAMPLE), "--dest", "x"], {"PROCESSING_WORKERS": "two"}, 2,
-         "PROCESSING_WORKERS"),
-        (["--date", DATE, "--source", str(SAMPLE), "--dest", "x", "--run-id", "a/b"], {}, 2, "run id"),
+        (
+            ["--date", DATE, "--source", str(SAMPLE), "--dest", "x"],
+            {"PROCESSING_WORKERS": "two"},
+            2,
+            "PROCESSING_WORKERS",
+        ),
+        (
+            ["--date", DATE, "--source", str(SAMPLE), "--dest", "x", "--run-id", "a/b"],
+            {},
+            2,
+            "run id",
+        ),
         (["--date", "23/10/2023", "--source", str(SAMPLE), "--dest", "x"], {}, 2, "not a date"),
     ],
-    ids=["no-dest", "no-date", "missing-source", "bigquery-not-yet", "bad-env", "bad-run-id", "bad-date"],
+    ids=[
+        "no-dest",
+        "no-date",
+        "missing-source",
+        "bigquery-not-yet",
+        "bad-env",
+        "bad-run-id",
+        "bad-date",
+    ],
 )
-def test_bad_configuration_fails_fast_with_one_clear_line(cli, tmp_path, args, env, code, message) -> None:
+def test_bad_configuration_fails_fast_with_one_clear_line(cli, args, env, code, message) -> None:
     done = cli("run", *args, env=env, timeout=60)
     assert done.returncode == code, (done.stdout, done.stderr)
     assert message in done.stderr
@@ -234,6 +321,8 @@ def test_empty_day_is_refused_unless_allowed(cli, tmp_path: Path) -> None:
     dest = tmp_path / "lake"
     done = cli("run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1")
     assert done.returncode == 3 and "--allow-empty" in done.stderr
-    done = cli("run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1", "--allow-empty")
+    done = cli(
+        "run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1", "--allow-empty"
+    )
     assert done.returncode == 0, done.stderr
     assert _manifest(dest)["rows_read"] == 0

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import datetime as dt
 
 from processing.adapters.sources.arrow_files import plan_ipc, plan_parquet
 from processing.adapters.sources.base import Piece, Source, SourcePlan
@@ -53,7 +52,9 @@ class FileSource:
         if any(ch in path for ch in "*?["):
             found = sorted(fs.glob(path))
         elif fs.isdir(path):
-            found = sorted(p for p in fs.find(path) if not p.rsplit("/", 1)[-1].startswith((".", "_")))
+            found = sorted(
+                p for p in fs.find(path) if not p.rsplit("/", 1)[-1].startswith((".", "_"))
+            )
         elif fs.exists(path):
             found = [path]
         else:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from pyarrow import ipc
 
 from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem
@@ -98,11 +98,16 @@ def plan_parquet(
             id=f"{name}#rg{g[0]}-{g[-1]}",
             index=0,
             reader=read_parquet,
-            args={"url": url, "path": path, "row_groups": tuple(g), "storage_options": storage_options},
+            args={
+                "url": url,
+                "path": path,
+                "row_groups": tuple(g),
+                "storage_options": storage_options,
+            },
             estimated_rows=n,
             estimated_bytes=b,
         )
-        for g, n, b in zip(groups, rows, sizes)
+        for g, n, b in zip(groups, rows, sizes, strict=True)
         if g
     ]
 
@@ -138,10 +143,15 @@ def plan_ipc(
     pieces: list[Piece] = []
     start, rows = 0, 0
     name = path.rsplit("/", 1)[-1]
-    for i, n in enumerate(counts + [0]):
+    for i, n in enumerate([*counts, 0]):
         last = i == len(counts)
         if (rows >= piece_rows or last) and i > start:
-            args = {"url": url, "path": path, "batches": (start, i), "storage_options": storage_options}
+            args = {
+                "url": url,
+                "path": path,
+                "batches": (start, i),
+                "storage_options": storage_options,
+            }
             pieces.append(Piece(f"{name}#b{start}-{i - 1}", 0, read_ipc, args, rows))
             start, rows = i, 0
         rows += n

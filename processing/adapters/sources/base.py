@@ -49,6 +49,7 @@ class SourcePlan:
 class Source(Protocol):
     """Anything that can plan a day of events into pieces (on the client, cheaply)."""
 
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def plan(self, date: dt.date, piece_rows: int) -> SourcePlan: ...

@@ -135,7 +135,7 @@ def parse_lines(lines: list[bytes]) -> pa.Table:
         parsed = [parse_line(line) for line in lines]
         records = [
             {**rec, s.RAW_COLUMN: text, s.DEFECTS_COLUMN: defects or None}
-            for (rec, defects), text in zip(parsed, raw.to_pylist())
+            for (rec, defects), text in zip(parsed, raw.to_pylist(), strict=True)
         ]
         return pa.Table.from_pylist(records, schema=_OUTPUT_SCHEMA)
 
