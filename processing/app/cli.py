@@ -7,25 +7,31 @@ Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed (not
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 from processing.spec.errors import ConfigError, PipelineError
-from processing.spec.settings import Settings
+from processing.spec.settings import ENV_PREFIX, Settings, parse_bool, parse_date
 
 log = logging.getLogger("processing")
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Settings' parsers as argparse types: a bad value is a usage error naming the flag."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+    convert.__name__ = getattr(parse, "__name__", "value").lstrip("_")
+    return convert
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,21 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         help="process and publish one date",
         description="Every flag may also come from PROCESSING_<FLAG> (e.g. PROCESSING_DEST).",
     )
-    run.add_argument("--date", type=_date)
-    run.add_argument("--source", help="file, directory or glob of .jsonl[.gz]/.parquet/.arrow")
-    run.add_argument("--dest", help="lake root: a directory or fsspec URL")
-    run.add_argument("--run-id")
-    run.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
-    run.add_argument("--threads-per-worker", type=int)
-    run.add_argument("--scheduler", help="use an existing Dask scheduler, e.g. tcp://host:8786")
-    run.add_argument("--piece-rows", type=int, help="rows per Dask task (default 2,000,000)")
-    run.add_argument("--batch-rows", type=int)
-    run.add_argument("--max-rejected-fraction", type=float, help="audit threshold (default 0.2)")
-    run.add_argument("--allow-empty", action="store_true", default=None)
-    run.add_argument("--log-level")
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} [{ENV_PREFIX}{f.name.upper()}]".lstrip()
+        if f.metadata["parse"] is parse_bool:
+            run.add_argument(flag, action="store_true", default=None, help=text)
+        else:
+            run.add_argument(flag, type=_flag_type(f.metadata["parse"]), help=text)
 
     gen = sub.add_parser("generate", help="write deterministic synthetic events")
-    gen.add_argument("--date", type=_date, required=True)
+    gen.add_argument("--date", type=_flag_type(parse_date), required=True)
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--bad-fraction", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)

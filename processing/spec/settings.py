@@ -16,14 +16,14 @@ from processing.spec.errors import ConfigError
 ENV_PREFIX = "PROCESSING_"
 
 
-def _date(text: str) -> dt.date:
+def parse_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ValueError("expected a date as YYYY-MM-DD") from None
 
 
-def _bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
@@ -32,7 +32,7 @@ def _bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def parse_json_object(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
         raise ValueError("expected a JSON object")
@@ -47,35 +47,48 @@ def _opt(parse: Any = str, required: bool = False, help: str = "") -> dict[str, 
 class Settings:
     """Everything a run needs. Field ``x`` comes from ``--x`` or ``PROCESSING_X``."""
 
-    date: dt.date = field(metadata=_opt(_date, True, "the UTC day to process (YYYY-MM-DD)"))
+    date: dt.date = field(metadata=_opt(parse_date, True, "the UTC day to process (YYYY-MM-DD)"))
     source: str = field(metadata=_opt(str, True, "where events come from (path or URL)"))
     dest: str = field(metadata=_opt(str, True, "the data lake root (path or fsspec URL)"))
-    run_id: str | None = field(default=None, metadata=_opt(help="default: generated"))
+    run_id: str | None = field(
+        default=None,
+        metadata=_opt(help="names the run's staging and manifest (default: generated)"),
+    )
     workers: int | None = field(
         default=None, metadata=_opt(int, help="LocalCluster worker processes (default: cores)")
     )
-    threads_per_worker: int = field(default=1, metadata=_opt(int))
+    threads_per_worker: int = field(default=1, metadata=_opt(int, help="threads per worker"))
     scheduler: str | None = field(
         default=None, metadata=_opt(help="address of an existing Dask scheduler")
     )
-    memory_limit: str = field(default="auto", metadata=_opt(help="per LocalCluster worker"))
+    memory_limit: str = field(
+        default="auto", metadata=_opt(help="memory limit per LocalCluster worker, e.g. 4GiB")
+    )
     piece_rows: int = field(default=2_000_000, metadata=_opt(int, help="rows per Dask task"))
     batch_rows: int = field(default=262_144, metadata=_opt(int, help="rows per source batch"))
-    row_group_rows: int = field(default=1_048_576, metadata=_opt(int))
-    max_file_rows: int = field(default=8_388_608, metadata=_opt(int))
+    row_group_rows: int = field(
+        default=1_048_576, metadata=_opt(int, help="rows per Parquet row group (at most)")
+    )
+    max_file_rows: int = field(
+        default=8_388_608, metadata=_opt(int, help="rows per Parquet file before the next one")
+    )
     max_buffered_rows: int = field(
         default=1_500_000, metadata=_opt(int, help="per task, across partitions")
     )
-    zstd_level: int = field(default=3, metadata=_opt(int))
+    zstd_level: int = field(default=3, metadata=_opt(int, help="zstd compression level, 1-22"))
     max_rejected_fraction: float = field(
         default=0.2, metadata=_opt(float, help="above it the run fails its audit")
     )
-    allow_empty: bool = field(default=False, metadata=_opt(_bool, help="publish a day of 0 rows"))
-    task_retries: int = field(default=2, metadata=_opt(int))
-    storage_options: Mapping[str, Any] = field(
-        default_factory=dict, metadata=_opt(_json_object, help="fsspec options, as JSON")
+    allow_empty: bool = field(
+        default=False, metadata=_opt(parse_bool, help="publish a day of 0 rows")
     )
-    log_level: str = field(default="INFO", metadata=_opt())
+    task_retries: int = field(
+        default=2, metadata=_opt(int, help="retries of a Dask task whose worker died")
+    )
+    storage_options: Mapping[str, Any] = field(
+        default_factory=dict, metadata=_opt(parse_json_object, help="fsspec options, as JSON")
+    )
+    log_level: str = field(default="INFO", metadata=_opt(help="DEBUG, INFO, WARNING or ERROR"))
 
     def __post_init__(self) -> None:
         checks = [

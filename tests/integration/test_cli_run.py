@@ -296,7 +296,7 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
             2,
             "run id",
         ),
-        (["--date", "23/10/2023", "--source", str(SAMPLE), "--dest", "x"], {}, 2, "not a date"),
+        (["--date", "23/10/2023", "--source", str(SAMPLE), "--dest", "x"], {}, 2, "YYYY-MM-DD"),
     ],
     ids=[
         "no-dest",
