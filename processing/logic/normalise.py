@@ -7,6 +7,9 @@ null here and the defect names why, so validation reports the precise reason ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,6 +18,8 @@ from processing.spec import rules as r
 from processing.spec import schema as s
 
 _TIMESTAMP_US_UTC = pa.timestamp("us", tz="UTC")
+#: Output columns with few distinct values per batch.
+CATEGORICAL = (s.EVENT_NAME, s.PLATFORM, s.PRODUCT_NAME, s.SKU)
 # A timestamp in text must at least have a date and a time of day ("2023-10-23" alone is refused).
 _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}"
 
@@ -23,15 +28,38 @@ def _nested(batch: pa.Table, struct: str, field: str) -> pa.ChunkedArray:
     return pc.struct_field(batch.column(struct), field)
 
 
-def _clean(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+def _clean(values: Any) -> Any:
     """Trim whitespace; empty strings become null."""
     trimmed = pc.utf8_trim_whitespace(values)
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
-def _event_name(values: pa.ChunkedArray) -> pa.ChunkedArray:
+def _per_distinct(values: Any, fn: Callable[[pa.Array], pa.Array]) -> pa.DictionaryArray:
+    """A categorical column, normalised once per distinct value (they are few).
+
+    The result is dictionary-encoded with unique, non-null dictionary values (nulls are null
+    indices), which pandas reads as a Categorical: validation then also runs once per value.
+    """
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    mapped = pc.dictionary_encode(fn(encoded.dictionary))  # distinct inputs may normalise alike
+    return pa.DictionaryArray.from_arrays(
+        pc.take(mapped.indices, encoded.indices), mapped.dictionary
+    )
+
+
+def _event_name(values: pa.Array) -> pa.Array:
     lowered = pc.utf8_lower(_clean(values))
     return pc.replace_substring_regex(lowered, pattern=r"[\s\-]+", replacement="_")
+
+
+def _platform(values: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.utf8_lower(_clean(values)), s.UNKNOWN_PLATFORM)
+
+
+def _sku(values: pa.Array) -> pa.Array:
+    return pc.utf8_upper(_clean(values))
 
 
 def parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
@@ -74,7 +102,8 @@ def _add_defect(defects: list[list[str]] | None, mask: pa.ChunkedArray, defect: 
 def normalise(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     """BigQuery-shaped records to the output record (before validation), plus ``_defects``.
 
-    ``event_date`` is the UTC date of ``event_datetime`` (null where the timestamp is).
+    ``event_date`` is the UTC date of ``event_datetime`` (null where the timestamp is). The
+    categorical columns (``CATEGORICAL``) come back dictionary-encoded.
     """
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     n = table.num_rows
@@ -86,15 +115,15 @@ def normalise(batch: pa.Table | pa.RecordBatch) -> pa.Table:
         source_defects = [list(d) if d else [] for d in source_defects]
     defects = _add_defect(source_defects, unparseable, r.reason(s.EVENT_DATETIME, r.UNPARSEABLE), n)
 
-    platform = pc.utf8_lower(_clean(_nested(table, "user_identifiers", "platform")))
+    # categorical columns are normalised per distinct value; ids are high-cardinality
     columns = {
         s.EVENT_DATETIME: event_datetime,
         s.EVENT_DATE: event_datetime.cast(pa.date32()),
-        s.EVENT_NAME: _event_name(table.column("event_name")),
+        s.EVENT_NAME: _per_distinct(table.column("event_name"), _event_name),
         s.USER_ID: _clean(_nested(table, "user_identifiers", "id")),
-        s.PLATFORM: pc.fill_null(platform, s.UNKNOWN_PLATFORM),
-        s.PRODUCT_NAME: _clean(_nested(table, "product_information", "name")),
-        s.SKU: pc.utf8_upper(_clean(_nested(table, "product_information", "SKU"))),
+        s.PLATFORM: _per_distinct(_nested(table, "user_identifiers", "platform"), _platform),
+        s.PRODUCT_NAME: _per_distinct(_nested(table, "product_information", "name"), _clean),
+        s.SKU: _per_distinct(_nested(table, "product_information", "SKU"), _sku),
     }
     out = pa.table(columns)
     defect_column = pa.array(

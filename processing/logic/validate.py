@@ -29,9 +29,12 @@ def _sort_key(reason: str) -> tuple[int, str]:
 
 
 def _to_frame(normalised: pa.Table) -> pd.DataFrame:
+    """The columns the model checks; dictionary columns become Categoricals (zero-copy)."""
     frame = normalised.select(_MODEL_COLUMNS).to_pandas()
     for column in _MODEL_COLUMNS:
-        if column != s.EVENT_DATETIME and frame[column].dtype != "str":
+        if column == s.EVENT_DATETIME or isinstance(frame[column].dtype, pd.CategoricalDtype):
+            continue
+        if frame[column].dtype != "str":
             frame[column] = frame[column].astype("str")
     return frame
 
