@@ -155,7 +155,7 @@ def test_missing_field_gives_documented_outcome(
     EXPECTATIONS[policy.field](policy.field, how, typed)
 
 
-# --- event_date: never missing, always the UTC date of event_datetime ------------------------------
+# --- event_date: never missing, always the UTC date of event_datetime -----------------------------
 
 EVENT_DATE_CASES = [
     pytest.param("2023-10-23T00:00:00Z", dt.date(2023, 10, 23), id="start-of-day-utc"),
@@ -171,7 +171,9 @@ EVENT_DATE_CASES = [
 
 @pytest.mark.parametrize(("timestamp", "utc_date"), EVENT_DATE_CASES)
 def test_event_date_is_utc_date_of_event_datetime(timestamp: str, utc_date: dt.date) -> None:
-    table = pa.Table.from_pylist([{**BASE_TEXT, "timestamp": timestamp}], schema=s.TEXT_INPUT_SCHEMA)
+    table = pa.Table.from_pylist(
+        [{**BASE_TEXT, "timestamp": timestamp}], schema=s.TEXT_INPUT_SCHEMA
+    )
     row = normalise(table).to_pylist()[0]
     assert row[s.EVENT_DATE] == utc_date
     assert row[s.EVENT_DATE] == row[s.EVENT_DATETIME].astimezone(dt.UTC).date()
@@ -258,5 +260,6 @@ def test_policy_rules_are_known_rule_names(policy: r.FieldPolicy) -> None:
     known = {r.MISSING, r.UNPARSEABLE, r.WRONG_TYPE, r.OUTSIDE_RUN_DATE, r.INVALID_FORMAT}
     known |= {r.TOO_LONG, r.INVALID_JSON}
     assert set(policy.rules) <= known
-    assert policy.required == (policy.field in {s.EVENT_DATETIME, s.EVENT_DATE, s.EVENT_NAME,
-                                                s.USER_ID})
+    assert policy.required == (
+        policy.field in {s.EVENT_DATETIME, s.EVENT_DATE, s.EVENT_NAME, s.USER_ID}
+    )

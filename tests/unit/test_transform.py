@@ -74,7 +74,7 @@ def reasons_of(result: BatchResult) -> list[list[str]]:
 OUTSIDE = r.reason(s.EVENT_DATETIME, r.OUTSIDE_RUN_DATE)
 UNPARSEABLE = r.reason(s.EVENT_DATETIME, r.UNPARSEABLE)
 
-# --- timestamps as text ------------------------------------------------------------------------------
+# --- timestamps as text ---------------------------------------------------------------------------
 # (text, expected UTC instant) for values that parse; (text, reason) for values that do not.
 TEXT_TIMESTAMPS = [
     pytest.param("2023-10-23T12:34:56Z", utc(2023, 10, 23, 12, 34, 56), id="zulu"),
@@ -179,10 +179,18 @@ def test_all_text_timestamps_in_one_batch_match_row_by_row() -> None:
     result = split_batch(text_table(rows), DATE)
     assert result.rows_read == len(rows)
     valid = dict(
-        zip(result.valid.column(s.USER_ID).to_pylist(), result.valid.column(s.EVENT_DATETIME).to_pylist())
+        zip(
+            result.valid.column(s.USER_ID).to_pylist(),
+            result.valid.column(s.EVENT_DATETIME).to_pylist(),
+            strict=True,
+        )
     )
     rejected = dict(
-        zip(result.rejected.column("row_in_piece").to_pylist(), result.rejected.column("reason").to_pylist())
+        zip(
+            result.rejected.column("row_in_piece").to_pylist(),
+            result.rejected.column("reason").to_pylist(),
+            strict=True,
+        )
     )
     for i, want in enumerate(expected):
         if isinstance(want, str):
@@ -225,7 +233,9 @@ def test_typed_timestamp(value: dt.datetime, expected: dt.datetime | str) -> Non
         pytest.param(
             pa.timestamp("us", tz="+02:00"), utc(2023, 10, 23, 23, 30), id="offset-into-date"
         ),
-        pytest.param(pa.timestamp("us", tz="-05:00"), utc(2023, 10, 24, 3), id="offset-out-of-date"),
+        pytest.param(
+            pa.timestamp("us", tz="-05:00"), utc(2023, 10, 24, 3), id="offset-out-of-date"
+        ),
     ],
 )
 def test_typed_timestamp_other_arrow_types(arrow_type: pa.DataType, expected: dt.datetime) -> None:
@@ -261,7 +271,9 @@ NORMALISATION = [
     pytest.param("platform", "\tandroid\n", s.PLATFORM, "android", id="platform-tab-nl"),
     pytest.param("sku", "sku-1", s.SKU, "SKU-1", id="sku-lower"),
     pytest.param("sku", "  sku-1001.b_2  ", s.SKU, "SKU-1001.B_2", id="sku-ws-dots"),
-    pytest.param("product_name", "  Wireless Mouse  ", s.PRODUCT_NAME, "Wireless Mouse", id="pn-ws"),
+    pytest.param(
+        "product_name", "  Wireless Mouse  ", s.PRODUCT_NAME, "Wireless Mouse", id="pn-ws"
+    ),
     pytest.param("product_name", "iPhone 15 PRO", s.PRODUCT_NAME, "iPhone 15 PRO", id="pn-case"),
     pytest.param("product_name", "a  b", s.PRODUCT_NAME, "a  b", id="pn-inner-ws-kept"),
     pytest.param("user_id", "  User_ABC ", s.USER_ID, "User_ABC", id="user-id-trim-case-kept"),
@@ -270,7 +282,9 @@ NORMALISATION = [
     pytest.param("product_name", "p" * 512, s.PRODUCT_NAME, "p" * 512, id="pn-max-length"),
     pytest.param("event_name", "e" * 64, s.EVENT_NAME, "e" * 64, id="event-max-length"),
     # unicode survives unchanged where the field allows it
-    pytest.param("product_name", "Café crème brûlée", s.PRODUCT_NAME, "Café crème brûlée", id="pn-accents"),
+    pytest.param(
+        "product_name", "Café crème brûlée", s.PRODUCT_NAME, "Café crème brûlée", id="pn-accents"
+    ),
     pytest.param("product_name", "東京タワー 模型", s.PRODUCT_NAME, "東京タワー 模型", id="pn-cjk"),
     pytest.param("product_name", "Party Hat 🎉😀", s.PRODUCT_NAME, "Party Hat 🎉😀", id="pn-emoji"),
     pytest.param("product_name", "Cafe\u0301", s.PRODUCT_NAME, "Cafe\u0301", id="pn-combining"),
@@ -304,18 +318,30 @@ REJECTIONS = [
     # (input key, input value, expected reasons)
     pytest.param("event_name", "", [f"{s.EVENT_NAME}:{r.MISSING}"], id="event-empty"),
     pytest.param("event_name", "  \t", [f"{s.EVENT_NAME}:{r.MISSING}"], id="event-blank"),
-    pytest.param("event_name", "view/../../etc", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-path"),
+    pytest.param(
+        "event_name", "view/../../etc", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-path"
+    ),
     pytest.param("event_name", "a=b", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-equals"),
-    pytest.param("event_name", "1st_view", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-digit-first"),
-    pytest.param("event_name", "_view", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-underscore-first"),
+    pytest.param(
+        "event_name", "1st_view", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-digit-first"
+    ),
+    pytest.param(
+        "event_name", "_view", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-underscore-first"
+    ),
     pytest.param("event_name", "café", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-accent"),
-    pytest.param("event_name", "e" * 65, [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-too-long"),
+    pytest.param(
+        "event_name", "e" * 65, [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-too-long"
+    ),
     pytest.param("user_id", "", [f"{s.USER_ID}:{r.MISSING}"], id="user-id-empty"),
     pytest.param("user_id", "   ", [f"{s.USER_ID}:{r.MISSING}"], id="user-id-blank"),
     pytest.param("user_id", "x" * 257, [f"{s.USER_ID}:{r.TOO_LONG}"], id="user-id-too-long"),
     pytest.param("user_id", "🙂" * 257, [f"{s.USER_ID}:{r.TOO_LONG}"], id="user-id-too-long-emoji"),
-    pytest.param("platform", "web phone!", [f"{s.PLATFORM}:{r.INVALID_FORMAT}"], id="platform-space"),
-    pytest.param("platform", "w" * 33, [f"{s.PLATFORM}:{r.INVALID_FORMAT}"], id="platform-too-long"),
+    pytest.param(
+        "platform", "web phone!", [f"{s.PLATFORM}:{r.INVALID_FORMAT}"], id="platform-space"
+    ),
+    pytest.param(
+        "platform", "w" * 33, [f"{s.PLATFORM}:{r.INVALID_FORMAT}"], id="platform-too-long"
+    ),
     pytest.param("sku", "sku with spaces!", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-spaces"),
     pytest.param("sku", "-SKU", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-hyphen-first"),
     pytest.param("product_name", "p" * 513, [f"{s.PRODUCT_NAME}:{r.TOO_LONG}"], id="pn-too-long"),
@@ -335,8 +361,12 @@ def test_several_reasons_first_is_primary() -> None:
     rec = record(timestamp="2023-10-24T00:00:00Z", event_name="a/b", sku="bad sku", user_id=" ")
     result = split_one(rec)
     assert reasons_of(result) == [
-        [OUTSIDE, f"{s.EVENT_NAME}:{r.INVALID_FORMAT}", f"{s.USER_ID}:{r.MISSING}",
-         f"{s.SKU}:{r.INVALID_FORMAT}"]
+        [
+            OUTSIDE,
+            f"{s.EVENT_NAME}:{r.INVALID_FORMAT}",
+            f"{s.USER_ID}:{r.MISSING}",
+            f"{s.SKU}:{r.INVALID_FORMAT}",
+        ]
     ]
     assert result.rejected.column("reason").to_pylist() == [OUTSIDE]
     assert result.reasons == {OUTSIDE: 1}
@@ -398,7 +428,7 @@ def test_extra_keys_in_pylist_are_dropped_by_schema() -> None:
     assert result.valid.num_rows == 1
 
 
-# --- rejected rows keep the original record --------------------------------------------------------
+# --- rejected rows keep the original record -------------------------------------------------------
 def test_typed_rejected_row_keeps_original_record_as_json() -> None:
     original = record(
         typed=True,
@@ -452,12 +482,14 @@ def test_source_defects_column_becomes_reasons() -> None:
     assert result.valid.num_rows == 1
 
 
-# --- counts and shapes -----------------------------------------------------------------------------
+# --- counts and shapes ----------------------------------------------------------------------------
 BATCHES = [
     pytest.param([], 0, id="empty"),
     pytest.param([record()], 1, id="one-valid"),
     pytest.param([record(timestamp=None)], 0, id="one-rejected"),
-    pytest.param([record(timestamp=None, event_name=None, user_identifiers=None)] * 3, 0, id="all-bad"),
+    pytest.param(
+        [record(timestamp=None, event_name=None, user_identifiers=None)] * 3, 0, id="all-bad"
+    ),
     pytest.param(
         [record(), record(timestamp="x"), record(user_id=""), record(sku="sku-9"), record()],
         3,
@@ -471,8 +503,12 @@ BATCHES = [
 def test_counts_add_up(rows: list[dict[str, Any]], n_valid: int, typed: bool) -> None:
     if typed:
         rows = [
-            {**row, "timestamp": BASE_TYPED["timestamp"] if row["timestamp"] == BASE["timestamp"]
-             else None}
+            {
+                **row,
+                "timestamp": BASE_TYPED["timestamp"]
+                if row["timestamp"] == BASE["timestamp"]
+                else None,
+            }
             for row in rows
         ]
     table = (typed_table if typed else text_table)(rows)
@@ -483,7 +519,9 @@ def test_counts_add_up(rows: list[dict[str, Any]], n_valid: int, typed: bool) ->
     assert sum(result.reasons.values()) == result.rejected.num_rows
     assert result.rejected.schema == s.REJECTED_SCHEMA
     assert result.valid.schema == pa.schema([pa.field(s.EVENT_NAME, pa.string()), *s.FILE_SCHEMA])
-    for reasons, primary in zip(reasons_of(result), result.rejected.column("reason").to_pylist()):
+    for reasons, primary in zip(
+        reasons_of(result), result.rejected.column("reason").to_pylist(), strict=True
+    ):
         assert reasons
         assert primary == reasons[0]
 

@@ -1,0 +1,205 @@
+"""Where files go: ``processing.logic.layout`` as a table of cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from processing.logic import layout as lo
+from processing.spec.errors import ConfigError
+
+DATE = dt.date(2023, 10, 23)
+
+PATHS = [
+    # (root, method, args, expected)
+    pytest.param(
+        "/lake", "events_date", (DATE,), "/lake/events/event_date=2023-10-23", id="events-date"
+    ),
+    pytest.param(
+        "/lake",
+        "events_partition",
+        (DATE, "add_to_cart"),
+        "/lake/events/event_date=2023-10-23/event_name=add_to_cart",
+        id="events-partition",
+    ),
+    pytest.param(
+        "/lake", "rejected_date", (DATE,), "/lake/rejected/event_date=2023-10-23", id="rejected"
+    ),
+    pytest.param(
+        "/lake",
+        "manifest",
+        (DATE,),
+        "/lake/events/event_date=2023-10-23/_manifest.json",
+        id="manifest",
+    ),
+    pytest.param(
+        "/lake", "staging_date", (DATE,), "/lake/_staging/event_date=2023-10-23", id="staging-date"
+    ),
+    pytest.param(
+        "/lake",
+        "staging_run",
+        (DATE, "2023-10-23T01.abc_1"),
+        "/lake/_staging/event_date=2023-10-23/run_id=2023-10-23T01.abc_1",
+        id="staging-run",
+    ),
+    pytest.param(
+        "/lake", "previous", (DATE,), "/lake/_previous/event_date=2023-10-23", id="previous"
+    ),
+    pytest.param(
+        "bucket/lake/",
+        "events_date",
+        (DATE,),
+        "bucket/lake/events/event_date=2023-10-23",
+        id="trailing-slash-stripped",
+    ),
+    pytest.param(
+        "s3://bucket/lake//",
+        "events_partition",
+        (dt.date(2024, 2, 29), "view"),
+        "s3://bucket/lake/events/event_date=2024-02-29/event_name=view",
+        id="url-root-leap-day",
+    ),
+    pytest.param(
+        "relative/dir",
+        "rejected_date",
+        (dt.date(1999, 1, 2),),
+        "relative/dir/rejected/event_date=1999-01-02",
+        id="relative-root-zero-padded-date",
+    ),
+]
+
+
+@pytest.mark.parametrize(("root", "method", "args", "expected"), PATHS)
+def test_paths(root: str, method: str, args: tuple, expected: str) -> None:
+    assert getattr(lo.Layout(root), method)(*args) == expected
+
+
+def test_root_is_normalised() -> None:
+    assert lo.Layout("/lake///").root == "/lake"
+    assert lo.Layout("/").root == "/"
+
+
+def test_staging_and_previous_are_hidden_from_readers() -> None:
+    """Readers skip names starting with "_": staging, previous and manifests live under such."""
+    layout = lo.Layout("/lake")
+    for path in (layout.staging_date(DATE), layout.previous(DATE)):
+        assert path.removeprefix("/lake/").startswith("_")
+    assert layout.manifest(DATE).rsplit("/", 1)[-1].startswith("_")
+    assert lo.MANIFEST.startswith("_")
+
+
+FILE_NAMES = [
+    pytest.param(0, 0, "part-00000-000.parquet", id="zero"),
+    pytest.param(7, 12, "part-00007-012.parquet", id="padded"),
+    pytest.param(12345, 999, "part-12345-999.parquet", id="full-width"),
+    pytest.param(123456, 1000, "part-123456-1000.parquet", id="wider-than-padding"),
+]
+
+
+@pytest.mark.parametrize(("piece", "sequence", "expected"), FILE_NAMES)
+def test_file_name(piece: int, sequence: int, expected: str) -> None:
+    assert lo.file_name(piece, sequence) == expected
+    assert lo.file_name(piece, sequence) == lo.file_name(piece, sequence)  # deterministic
+
+
+def test_file_names_are_unique() -> None:
+    names = {lo.file_name(p, q) for p in range(0, 2000, 7) for q in range(0, 1200, 13)}
+    assert len(names) == len(range(0, 2000, 7)) * len(range(0, 1200, 13))
+
+
+RELATIVE = [
+    pytest.param("view", 0, 0, "event_name=view/part-00000-000.parquet", id="view"),
+    pytest.param("add_to_cart", 3, 2, "event_name=add_to_cart/part-00003-002.parquet", id="cart"),
+    pytest.param("a" + "b" * 63, 1, 1, f"event_name=a{'b' * 63}/part-00001-001.parquet", id="max"),
+]
+
+
+@pytest.mark.parametrize(("event_name", "piece", "sequence", "expected"), RELATIVE)
+def test_relative_event_file(event_name: str, piece: int, sequence: int, expected: str) -> None:
+    assert lo.relative_event_file(event_name, piece, sequence) == expected
+    partition = lo.Layout("/lake").events_partition(DATE, event_name)
+    full = f"{lo.Layout('/lake').events_date(DATE)}/{expected}"
+    assert full == f"{partition}/{lo.file_name(piece, sequence)}"
+
+
+BUG_TRAILING_NEWLINE = (
+    "BUG: layout checks use re.match with a pattern ending in `$`, which also matches before a "
+    "trailing newline, so a run id or event name ending in '\\n' is accepted into a path "
+    "(use fullmatch or \\Z)"
+)
+
+UNSAFE_EVENT_NAMES = [
+    pytest.param("", id="empty"),
+    pytest.param("../etc", id="dotdot"),
+    pytest.param("view/../../etc", id="traversal"),
+    pytest.param("a/b", id="slash"),
+    pytest.param("a\\b", id="backslash"),
+    pytest.param("a=b", id="equals"),
+    pytest.param("View", id="upper"),
+    pytest.param("add to cart", id="space"),
+    pytest.param("add-to-cart", id="hyphen"),
+    pytest.param("1view", id="digit-first"),
+    pytest.param("_view", id="underscore-first"),
+    pytest.param("café", id="non-ascii"),
+    pytest.param("a" * 65, id="too-long"),
+    pytest.param(".", id="dot"),
+    pytest.param("view\x00", id="nul"),
+    pytest.param(
+        "view\n",
+        id="trailing-newline",
+        marks=pytest.mark.xfail(reason=BUG_TRAILING_NEWLINE, strict=True),
+    ),
+]
+
+
+@pytest.mark.parametrize("event_name", UNSAFE_EVENT_NAMES)
+def test_unsafe_event_names_refused(event_name: str) -> None:
+    with pytest.raises(ValueError, match="not a safe partition value"):
+        lo.Layout("/lake").events_partition(DATE, event_name)
+    with pytest.raises(ValueError, match="not a safe partition value"):
+        lo.relative_event_file(event_name, 0, 0)
+
+
+GOOD_RUN_IDS = [
+    pytest.param("r", id="one-char"),
+    pytest.param("20231023T010203Z-abc123", id="generated-like"),
+    pytest.param("manual.retry_2-A", id="dots-underscores"),
+    pytest.param("a" * 80, id="max-length"),
+]
+
+
+@pytest.mark.parametrize("run_id", GOOD_RUN_IDS)
+def test_good_run_ids(run_id: str) -> None:
+    assert lo.check_run_id(run_id) == run_id
+    assert lo.Layout("/l").staging_run(DATE, run_id).endswith(f"/run_id={run_id}")
+
+
+BAD_RUN_IDS = [
+    pytest.param("", id="empty"),
+    pytest.param(".", id="dot"),
+    pytest.param("..", id="dotdot"),
+    pytest.param("../x", id="traversal"),
+    pytest.param("a/b", id="slash"),
+    pytest.param("-r", id="hyphen-first"),
+    pytest.param("_r", id="underscore-first"),
+    pytest.param("a b", id="space"),
+    pytest.param("a=b", id="equals"),
+    pytest.param("a:b", id="colon"),
+    pytest.param("a*", id="glob"),
+    pytest.param("é", id="non-ascii"),
+    pytest.param("a" * 81, id="too-long"),
+    pytest.param(
+        "run1\n",
+        id="trailing-newline",
+        marks=pytest.mark.xfail(reason=BUG_TRAILING_NEWLINE, strict=True),
+    ),
+]
+
+
+@pytest.mark.parametrize("run_id", BAD_RUN_IDS)
+def test_bad_run_ids_refused(run_id: str) -> None:
+    with pytest.raises(ConfigError, match="run id"):
+        lo.check_run_id(run_id)
+    with pytest.raises(ConfigError):
+        lo.Layout("/lake").staging_run(DATE, run_id)

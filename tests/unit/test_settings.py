@@ -1,0 +1,260 @@
+"""``Settings.load(env, **flags)``: required settings, parsing, precedence and error messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pickle
+from typing import Any
+
+import pytest
+
+from processing.spec.errors import ConfigError
+from processing.spec.settings import ENV_PREFIX, Settings, setting_help
+
+REQUIRED_ENV = {
+    "PROCESSING_DATE": "2023-10-23",
+    "PROCESSING_SOURCE": "data/sample_day.jsonl.gz",
+    "PROCESSING_DEST": "/tmp/lake",
+}
+
+
+def test_defaults_from_required_env_only() -> None:
+    settings = Settings.load(REQUIRED_ENV)
+    assert settings.date == dt.date(2023, 10, 23)
+    assert settings.source == "data/sample_day.jsonl.gz"
+    assert settings.dest == "/tmp/lake"
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(Settings)
+        if f.default is not dataclasses.MISSING
+    }
+    for name, default in defaults.items():
+        assert getattr(settings, name) == default, name
+    assert settings.storage_options == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "flag", "variable"),
+    [
+        pytest.param("date", "--date", "PROCESSING_DATE", id="date"),
+        pytest.param("source", "--source", "PROCESSING_SOURCE", id="source"),
+        pytest.param("dest", "--dest", "PROCESSING_DEST", id="dest"),
+    ],
+)
+@pytest.mark.parametrize("how", ["absent", "empty"])
+def test_missing_required_setting(name: str, flag: str, variable: str, how: str) -> None:
+    env = dict(REQUIRED_ENV)
+    if how == "absent":
+        del env[variable]
+    else:
+        env[variable] = ""  # an empty variable counts as unset
+    with pytest.raises(ConfigError) as info:
+        Settings.load(env)
+    message = str(info.value)
+    assert flag in message
+    assert variable in message
+    assert name in message
+    assert info.value.exit_code == 2
+    assert not info.value.retryable
+
+
+def test_missing_required_setting_given_as_flag_is_fine() -> None:
+    env = {"PROCESSING_SOURCE": "s"}
+    settings = Settings.load(env, date=dt.date(2024, 1, 2), dest="d")
+    assert (settings.date, settings.source, settings.dest) == (dt.date(2024, 1, 2), "s", "d")
+
+
+ENV_PARSING = [
+    # (variable, text, field, expected value)
+    pytest.param("PROCESSING_DATE", "2024-02-29", "date", dt.date(2024, 2, 29), id="date"),
+    pytest.param("PROCESSING_WORKERS", "4", "workers", 4, id="int"),
+    pytest.param("PROCESSING_PIECE_ROWS", "1000", "piece_rows", 1000, id="int-piece-rows"),
+    pytest.param("PROCESSING_BATCH_ROWS", " 77 ", "batch_rows", 77, id="int-with-spaces"),
+    pytest.param("PROCESSING_ZSTD_LEVEL", "22", "zstd_level", 22, id="int-zstd-max"),
+    pytest.param("PROCESSING_TASK_RETRIES", "0", "task_retries", 0, id="int-zero"),
+    pytest.param(
+        "PROCESSING_MAX_REJECTED_FRACTION", "0.05", "max_rejected_fraction", 0.05, id="float"
+    ),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "true", "allow_empty", True, id="bool-true"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "1", "allow_empty", True, id="bool-1"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "YES", "allow_empty", True, id="bool-yes-upper"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", " on ", "allow_empty", True, id="bool-on-spaces"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "false", "allow_empty", False, id="bool-false"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "0", "allow_empty", False, id="bool-0"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "No", "allow_empty", False, id="bool-no"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "off", "allow_empty", False, id="bool-off"),
+    pytest.param(
+        "PROCESSING_STORAGE_OPTIONS",
+        '{"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": "http://minio:9000"}}',
+        "storage_options",
+        {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": "http://minio:9000"}},
+        id="json-object",
+    ),
+    pytest.param("PROCESSING_STORAGE_OPTIONS", "{}", "storage_options", {}, id="json-empty"),
+    pytest.param("PROCESSING_RUN_ID", "manual-1", "run_id", "manual-1", id="str"),
+    pytest.param(
+        "PROCESSING_SCHEDULER", "tcp://sched:8786", "scheduler", "tcp://sched:8786", id="str-url"
+    ),
+    pytest.param("PROCESSING_LOG_LEVEL", "DEBUG", "log_level", "DEBUG", id="str-log-level"),
+    pytest.param("PROCESSING_MEMORY_LIMIT", "4GiB", "memory_limit", "4GiB", id="str-memory"),
+]
+
+
+@pytest.mark.parametrize(("variable", "text", "field", "expected"), ENV_PARSING)
+def test_env_values_are_parsed(variable: str, text: str, field: str, expected: Any) -> None:
+    settings = Settings.load({**REQUIRED_ENV, variable: text})
+    value = getattr(settings, field)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+FLAG_WINS = [
+    pytest.param("date", "PROCESSING_DATE", "2023-10-23", dt.date(2020, 1, 1), id="date"),
+    pytest.param("dest", "PROCESSING_DEST", "/env", "/flag", id="dest"),
+    pytest.param("workers", "PROCESSING_WORKERS", "8", 2, id="workers"),
+    pytest.param("allow_empty", "PROCESSING_ALLOW_EMPTY", "false", True, id="allow-empty"),
+    pytest.param(
+        "storage_options", "PROCESSING_STORAGE_OPTIONS", '{"a": 1}', {"b": 2}, id="storage-options"
+    ),
+    pytest.param(
+        "max_rejected_fraction", "PROCESSING_MAX_REJECTED_FRACTION", "0.5", 0.1, id="fraction"
+    ),
+    # the env value is not even parsed when a flag is given
+    pytest.param("workers", "PROCESSING_WORKERS", "not-a-number", 3, id="invalid-env-ignored"),
+]
+
+
+@pytest.mark.parametrize(("field", "variable", "env_text", "flag"), FLAG_WINS)
+def test_flags_win_over_env(field: str, variable: str, env_text: str, flag: Any) -> None:
+    settings = Settings.load({**REQUIRED_ENV, variable: env_text}, **{field: flag})
+    assert getattr(settings, field) == flag
+
+
+def test_none_flags_are_ignored() -> None:
+    settings = Settings.load({**REQUIRED_ENV, "PROCESSING_WORKERS": "5"}, workers=None, run_id=None)
+    assert settings.workers == 5
+    assert settings.run_id is None
+
+
+INVALID_ENV = [
+    pytest.param("PROCESSING_DATE", "23/10/2023", "YYYY-MM-DD", id="date-format"),
+    pytest.param("PROCESSING_DATE", "2023-02-30", "YYYY-MM-DD", id="date-impossible"),
+    pytest.param("PROCESSING_WORKERS", "four", "", id="int-text"),
+    pytest.param("PROCESSING_PIECE_ROWS", "1.5", "", id="int-float"),
+    pytest.param("PROCESSING_MAX_REJECTED_FRACTION", "lots", "", id="float-text"),
+    pytest.param("PROCESSING_ALLOW_EMPTY", "maybe", "true or false", id="bool"),
+    pytest.param("PROCESSING_STORAGE_OPTIONS", "[1, 2]", "JSON object", id="json-array"),
+    pytest.param("PROCESSING_STORAGE_OPTIONS", '"text"', "JSON object", id="json-string"),
+    pytest.param("PROCESSING_STORAGE_OPTIONS", "{not json", "", id="json-broken"),
+]
+
+
+@pytest.mark.parametrize(("variable", "text", "hint"), INVALID_ENV)
+def test_invalid_env_value_names_the_variable(variable: str, text: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load({**REQUIRED_ENV, variable: text})
+    message = str(info.value)
+    assert variable in message
+    assert "not valid" in message
+    assert hint in message
+    assert info.value.exit_code == 2
+
+
+OUT_OF_RANGE = [
+    pytest.param("PROCESSING_WORKERS", "0", "workers", id="workers-zero"),
+    pytest.param("PROCESSING_THREADS_PER_WORKER", "0", "threads_per_worker", id="threads-zero"),
+    pytest.param("PROCESSING_PIECE_ROWS", "0", "piece_rows", id="piece-rows-zero"),
+    pytest.param("PROCESSING_BATCH_ROWS", "-1", "batch_rows", id="batch-rows-negative"),
+    pytest.param("PROCESSING_ROW_GROUP_ROWS", "0", "row_group_rows", id="row-group-zero"),
+    pytest.param("PROCESSING_MAX_FILE_ROWS", "10", "max_file_rows", id="file-below-row-group"),
+    pytest.param("PROCESSING_ZSTD_LEVEL", "23", "zstd_level", id="zstd-too-high"),
+    pytest.param("PROCESSING_ZSTD_LEVEL", "0", "zstd_level", id="zstd-zero"),
+    pytest.param(
+        "PROCESSING_MAX_REJECTED_FRACTION", "1.5", "max_rejected_fraction", id="fraction-high"
+    ),
+    pytest.param("PROCESSING_TASK_RETRIES", "-1", "task_retries", id="retries-negative"),
+]
+
+
+@pytest.mark.parametrize(("variable", "text", "field"), OUT_OF_RANGE)
+def test_out_of_range_value_names_the_setting(variable: str, text: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        Settings.load({**REQUIRED_ENV, variable: text})
+
+
+def test_unknown_flag_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown settings.*bogus"):
+        Settings.load(REQUIRED_ENV, bogus=1)
+
+
+def test_unrelated_env_is_ignored() -> None:
+    settings = Settings.load({**REQUIRED_ENV, "PROCESSING_NOT_A_SETTING": "x", "DATE": "bad"})
+    assert settings.date == dt.date(2023, 10, 23)
+
+
+SECRETS = {"key": "AKIAEXAMPLEKEY", "secret": "hunter2-very-secret"}
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_repr_hides_storage_options(how: str) -> None:
+    if how == "env":
+        settings = Settings.load(
+            {
+                **REQUIRED_ENV,
+                "PROCESSING_STORAGE_OPTIONS": '{"key": "AKIAEXAMPLEKEY", '
+                '"secret": "hunter2-very-secret"}',
+            }
+        )
+    else:
+        settings = Settings.load(REQUIRED_ENV, storage_options=SECRETS)
+    assert settings.storage_options == SECRETS  # the values are there ...
+    for text in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        for secret in SECRETS.values():
+            assert secret not in text  # ... but never shown
+        assert "storage_options" in text
+        assert "/tmp/lake" in text  # other settings are shown
+    assert "***" in repr(settings)
+
+
+def test_repr_of_empty_storage_options() -> None:
+    assert "'storage_options': {}" in repr(Settings.load(REQUIRED_ENV))
+
+
+@pytest.mark.xfail(
+    reason="BUG: an unparseable PROCESSING_STORAGE_OPTIONS is echoed verbatim in the ConfigError "
+    "message (and the CLI prints it to stderr), leaking the credentials that repr() hides",
+    strict=True,
+)
+def test_invalid_storage_options_error_does_not_leak_secrets() -> None:
+    text = '{"key": "AKIAEXAMPLEKEY", "secret": "hunter2-very-secret"'  # missing "}"
+    with pytest.raises(ConfigError) as info:
+        Settings.load({**REQUIRED_ENV, "PROCESSING_STORAGE_OPTIONS": text})
+    assert "PROCESSING_STORAGE_OPTIONS" in str(info.value)
+    for secret in SECRETS.values():
+        assert secret not in str(info.value)
+
+
+def test_settings_are_frozen_and_replace_validates() -> None:
+    settings = Settings.load(REQUIRED_ENV)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.workers = 3  # type: ignore[misc]
+    assert settings.replace(workers=3).workers == 3
+    with pytest.raises(ConfigError, match="workers"):
+        settings.replace(workers=0)
+
+
+def test_config_error_pickles() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load({})
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is ConfigError
+    assert str(again) == str(info.value)
+
+
+def test_setting_help_lists_every_setting() -> None:
+    rows = setting_help()
+    assert len(rows) == len(dataclasses.fields(Settings))
+    for (flag, variable, _), f in zip(rows, dataclasses.fields(Settings), strict=True):
+        assert flag == "--" + f.name.replace("_", "-")
+        assert variable == ENV_PREFIX + f.name.upper()
