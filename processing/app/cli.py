@@ -21,14 +21,15 @@ from processing.spec.settings import ENV_PREFIX, Settings, parse_bool, parse_dat
 log = logging.getLogger("processing")
 
 
-def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def _flag_type(parse: Callable[[str], Any], secret: bool = False) -> Callable[[str], Any]:
     """Settings' parsers as argparse types: a bad value is a usage error naming the flag."""
 
     def convert(text: str) -> Any:
         try:
             return parse(text)
         except ValueError as e:
-            raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+            shown = "(value hidden)" if secret else repr(text)
+            raise argparse.ArgumentTypeError(f"{shown}: {e}") from None
 
     convert.__name__ = getattr(parse, "__name__", "value").lstrip("_")
     return convert
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         if f.metadata["parse"] is parse_bool:
             run.add_argument(flag, action="store_true", default=None, help=text)
         else:
-            run.add_argument(flag, type=_flag_type(f.metadata["parse"]), help=text)
+            run.add_argument(
+                flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]), help=text
+            )
 
     gen = sub.add_parser("generate", help="write deterministic synthetic events")
     gen.add_argument("--date", type=_flag_type(parse_date), required=True)

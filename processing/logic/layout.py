@@ -29,7 +29,7 @@ _EVENT_NAME = re.compile(r.PATTERNS[s.EVENT_NAME])
 
 
 def check_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):
         raise ConfigError(
             f"run id {run_id!r} is not usable in a path: use 1-80 letters, digits, '_', '.', '-'"
         )
@@ -57,7 +57,7 @@ class Layout:
         return self._join(EVENTS, f"{s.EVENT_DATE}={date.isoformat()}")
 
     def events_partition(self, date: dt.date, event_name: str) -> str:
-        if not _EVENT_NAME.match(event_name):
+        if not _EVENT_NAME.fullmatch(event_name):
             raise ValueError(f"event name {event_name!r} is not a safe partition value")
         return f"{self.events_date(date)}/{s.EVENT_NAME}={event_name}"
 
@@ -80,6 +80,6 @@ class Layout:
 
 def relative_event_file(event_name: str, piece: int, sequence: int) -> str:
     """A valid-rows file's path relative to the date directory (staged or published)."""
-    if not _EVENT_NAME.match(event_name):
+    if not _EVENT_NAME.fullmatch(event_name):
         raise ValueError(f"event name {event_name!r} is not a safe partition value")
     return f"{s.EVENT_NAME}={event_name}/{file_name(piece, sequence)}"

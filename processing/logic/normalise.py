@@ -21,7 +21,7 @@ _TIMESTAMP_US_UTC = pa.timestamp("us", tz="UTC")
 #: Output columns with few distinct values per batch.
 CATEGORICAL = (s.EVENT_NAME, s.PLATFORM, s.PRODUCT_NAME, s.SKU)
 # A timestamp in text must at least have a date and a time of day ("2023-10-23" alone is refused).
-_TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}"
+_TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
 
 
 def _nested(batch: pa.Table, struct: str, field: str) -> pa.ChunkedArray:
@@ -74,7 +74,9 @@ def parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.Chunk
         return parsed, pc.and_(pc.is_valid(values), pc.is_null(parsed))  # all False
     if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
         raise TypeError(f"timestamp column has type {values.type}; expected timestamp or string")
-    text = pc.utf8_trim_whitespace(values)
+    text = pc.utf8_upper(pc.utf8_trim_whitespace(values))  # ISO 8601's only letters: T, Z, UTC
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)  # blank: missing
+    present = pc.is_valid(text)
     text = pc.replace_substring_regex(text, pattern=r"\s+UTC$", replacement="Z")
     shaped = pc.match_substring_regex(text, _TIMESTAMP_SHAPE)
     text = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
@@ -84,7 +86,7 @@ def parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.Chunk
     parsed = pa.chunked_array(
         [pa.array(as_pandas.dt.as_unit("us"), type=_TIMESTAMP_US_UTC, from_pandas=True)]
     )
-    failed = pc.and_(pc.is_valid(values), pc.is_null(parsed))
+    failed = pc.and_(present, pc.is_null(parsed))
     return parsed, failed
 
 

@@ -39,8 +39,10 @@ def parse_json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _opt(parse: Any = str, required: bool = False, help: str = "") -> dict[str, Any]:
-    return {"parse": parse, "required": required, "help": help}
+def _opt(
+    parse: Any = str, required: bool = False, help: str = "", secret: bool = False
+) -> dict[str, Any]:
+    return {"parse": parse, "required": required, "help": help, "secret": secret}
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,15 @@ class Settings:
         default=2, metadata=_opt(int, help="retries of a Dask task whose worker died")
     )
     storage_options: Mapping[str, Any] = field(
-        default_factory=dict, metadata=_opt(parse_json_object, help="fsspec options, as JSON")
+        default_factory=dict,
+        metadata=_opt(parse_json_object, help="fsspec options, as JSON", secret=True),
     )
     log_level: str = field(default="INFO", metadata=_opt(help="DEBUG, INFO, WARNING or ERROR"))
 
     def __post_init__(self) -> None:
         checks = [
+            (bool(self.source.strip()), "source must not be empty"),
+            (bool(self.dest.strip()), "dest must not be empty"),
             (self.workers is None or self.workers >= 1, "workers must be at least 1"),
             (self.threads_per_worker >= 1, "threads_per_worker must be at least 1"),
             (self.piece_rows >= 1, "piece_rows must be at least 1"),
@@ -131,7 +136,8 @@ class Settings:
                 try:
                     values[f.name] = parse(env[variable])
                 except ValueError as e:
-                    raise ConfigError(f"{variable}={env[variable]!r} is not valid: {e}") from None
+                    shown = "(value hidden)" if f.metadata.get("secret") else repr(env[variable])
+                    raise ConfigError(f"{variable}={shown} is not valid: {e}") from None
             elif f.metadata["required"]:
                 raise ConfigError(
                     f"missing required setting {f.name!r}: pass --{f.name.replace('_', '-')} "

@@ -146,24 +146,7 @@ def test_parse_line_not_an_object(raw: bytes) -> None:
     assert defects == [INVALID_JSON]
 
 
-BUG_NULL_LINE = (
-    "BUG: a line holding JSON `null` is accepted by Arrow's fast path in parse_lines as an empty "
-    "record (no defect), so it is rejected as event_datetime:missing instead of "
-    "record:invalid_json (parse_line, the fallback, says invalid_json)"
-)
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        pytest.param(
-            p.values[0], id=p.id, marks=[pytest.mark.xfail(reason=BUG_NULL_LINE, strict=True)]
-        )
-        if p.id == "null"
-        else p
-        for p in NOT_OBJECTS
-    ],
-)
+@pytest.mark.parametrize("raw", NOT_OBJECTS)
 def test_parse_lines_not_an_object_after_a_good_line(raw: bytes) -> None:
     table = jsonl.parse_lines([line(), raw])
     assert table.num_rows == 2
@@ -174,14 +157,9 @@ def test_parse_lines_not_an_object_after_a_good_line(raw: bytes) -> None:
     assert rejected.column("reasons").to_pylist() == [[INVALID_JSON]]
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse_lines on a block whose first line is JSON `null` crashes the process "
-    "(segfault inside pyarrow.json.read_json with an explicit schema, pyarrow 26.0.1); one such "
-    "line in a .jsonl file kills the Dask worker instead of becoming record:invalid_json",
-    strict=True,
-)
 def test_parse_lines_block_starting_with_null_line_does_not_crash() -> None:
-    # in a subprocess: the crash is a segmentation fault, which would take pytest down with it
+    # in a subprocess: pyarrow 26's JSON reader segfaults on a leading `null` line, which
+    # would take pytest down with it if the source ever handed such a block to Arrow again
     code = (
         "from processing.adapters.sources.jsonl import parse_lines\n"
         "t = parse_lines([b'null', b'{\"event_name\": \"view\"}'])\n"

@@ -123,12 +123,6 @@ def test_relative_event_file(event_name: str, piece: int, sequence: int, expecte
     assert full == f"{partition}/{lo.file_name(piece, sequence)}"
 
 
-BUG_TRAILING_NEWLINE = (
-    "BUG: layout checks use re.match with a pattern ending in `$`, which also matches before a "
-    "trailing newline, so a run id or event name ending in '\\n' is accepted into a path "
-    "(use fullmatch or \\Z)"
-)
-
 UNSAFE_EVENT_NAMES = [
     pytest.param("", id="empty"),
     pytest.param("../etc", id="dotdot"),
@@ -145,11 +139,7 @@ UNSAFE_EVENT_NAMES = [
     pytest.param("a" * 65, id="too-long"),
     pytest.param(".", id="dot"),
     pytest.param("view\x00", id="nul"),
-    pytest.param(
-        "view\n",
-        id="trailing-newline",
-        marks=pytest.mark.xfail(reason=BUG_TRAILING_NEWLINE, strict=True),
-    ),
+    pytest.param("view\n", id="trailing-newline"),
 ]
 
 
@@ -189,11 +179,7 @@ BAD_RUN_IDS = [
     pytest.param("a*", id="glob"),
     pytest.param("é", id="non-ascii"),
     pytest.param("a" * 81, id="too-long"),
-    pytest.param(
-        "run1\n",
-        id="trailing-newline",
-        marks=pytest.mark.xfail(reason=BUG_TRAILING_NEWLINE, strict=True),
-    ),
+    pytest.param("run1\n", id="trailing-newline"),
 ]
 
 

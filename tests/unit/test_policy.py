@@ -53,12 +53,6 @@ ABSENT, NULL, EMPTY, BLANK, STRUCT_NULL, STRUCT_ABSENT = (
     "struct_absent",
 )
 
-BUG_EMPTY_TIMESTAMP = (
-    "BUG: an empty or blank timestamp string is reported as `event_datetime:unparseable`, but "
-    "rules.MISSING is 'null, absent, or empty after trimming, for a required field' and the "
-    "policy says `event_datetime:missing` (event_name '   ' does give `event_name:missing`)"
-)
-
 
 def _record(field: str, how: str, typed: bool) -> dict[str, Any]:
     record = copy.deepcopy(BASE_TYPED if typed else BASE_TEXT)
@@ -140,11 +134,8 @@ def _missing_cases() -> list[Any]:
         if policy.field not in SOURCE_PATH:  # derived: covered by the event_date tests below
             continue
         for how, typed in _variants(policy.field):
-            marks = ()
-            if policy.field == s.EVENT_DATETIME and how in (EMPTY, BLANK):
-                marks = (pytest.mark.xfail(reason=BUG_EMPTY_TIMESTAMP, strict=True),)
             case_id = f"{policy.field}-{how}-{'typed' if typed else 'text'}"
-            cases.append(pytest.param(policy, how, typed, id=case_id, marks=marks))
+            cases.append(pytest.param(policy, how, typed, id=case_id))
     return cases
 
 

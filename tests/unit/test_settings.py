@@ -221,11 +221,6 @@ def test_repr_of_empty_storage_options() -> None:
     assert "'storage_options': {}" in repr(Settings.load(REQUIRED_ENV))
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unparseable PROCESSING_STORAGE_OPTIONS is echoed verbatim in the ConfigError "
-    "message (and the CLI prints it to stderr), leaking the credentials that repr() hides",
-    strict=True,
-)
 def test_invalid_storage_options_error_does_not_leak_secrets() -> None:
     text = '{"key": "AKIAEXAMPLEKEY", "secret": "hunter2-very-secret"'  # missing "}"
     with pytest.raises(ConfigError) as info:

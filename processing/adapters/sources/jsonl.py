@@ -125,6 +125,9 @@ def parse_lines(lines: list[bytes]) -> pa.Table:
     """A block of lines to one table of the text schema plus ``_raw`` and ``_defects``."""
     raw = pa.array([_decode(line) for line in lines], pa.string())
     try:
+        if not all(line.lstrip().startswith(b"{") for line in lines):
+            # Arrow's reader wants objects (and pyarrow 26 crashes on a leading `null` line)
+            raise pa.ArrowInvalid("a line is not a JSON object")
         table = pajson.read_json(io.BytesIO(b"\n".join(lines)), parse_options=_PARSE)
         if table.num_rows != len(lines):
             raise pa.ArrowInvalid("line count changed")
