@@ -19,10 +19,17 @@ def dask_client(
     *,
     scheduler: str | None,
     workers: int | None,
-    threads_per_worker: int,
+    threads_per_worker: int | None,
+    processes: bool = False,
     memory_limit: str = "auto",
 ) -> Iterator[Client]:
-    """A connected client; a LocalCluster it started is closed on exit."""
+    """A connected client; a LocalCluster it started is closed on exit.
+
+    By default the LocalCluster runs its workers as threads of this process: the work is mostly
+    Arrow kernels and Parquet I/O, which release the GIL, so threads start faster, share one copy
+    of the imports and measured faster than processes on 2 cores (see benchmarks/README.md).
+    ``processes=True`` gives one process per worker, as on a real cluster.
+    """
     if scheduler:
         try:
             client = Client(scheduler, timeout="30s")
@@ -33,10 +40,15 @@ def dask_client(
         finally:
             client.close()
         return
+    cores = os.cpu_count() or 1
+    if processes:
+        n_workers, threads = workers or cores, threads_per_worker or 1
+    else:
+        n_workers, threads = workers or 1, threads_per_worker or cores
     cluster = LocalCluster(
-        n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=threads_per_worker,
-        processes=True,
+        n_workers=n_workers,
+        threads_per_worker=threads,
+        processes=processes,
         memory_limit=memory_limit,
         dashboard_address=":8787",
         silence_logs=logging.WARNING,

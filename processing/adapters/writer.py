@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from processing.logic.batch import BatchResult
@@ -22,6 +23,9 @@ from processing.logic.manifest import FileInfo
 from processing.spec import schema as s
 
 log = logging.getLogger(__name__)
+
+#: The valid rows as the writer gets them (categoricals dictionary-encoded, written as such).
+_EVENTS_SCHEMA = s.VALID_SCHEMA.remove(s.VALID_SCHEMA.get_field_index(s.EVENT_NAME))
 
 #: Rows are sorted by time within each row group: tight min/max statistics let readers skip row
 #: groups and pages for time-range queries, and sorted timestamps delta-encode to a few bits.
@@ -33,7 +37,7 @@ class WriteOptions:
     row_group_rows: int = 1_048_576
     max_file_rows: int = 8_388_608
     max_buffered_rows: int = 1_500_000
-    zstd_level: int = 3
+    zstd_level: int = 1
 
     def parquet_kwargs(self, schema: pa.Schema) -> dict[str, Any]:
         """zstd; dictionary-encoded strings; delta-encoded timestamps; statistics and page index."""
@@ -45,6 +49,8 @@ class WriteOptions:
             "column_encoding": {name: "DELTA_BINARY_PACKED" for name in timestamps},
             "write_statistics": True,
             "write_page_index": True,
+            # no Arrow schema in the footer: readers see plain UTF-8 strings, not dictionaries
+            "store_schema": False,
         }
 
 
@@ -82,10 +88,11 @@ class PieceWriter:
     # --- public ---------------------------------------------------------------------------------
     def add(self, result: BatchResult) -> None:
         if result.valid.num_rows:
-            names = result.valid.column(s.EVENT_NAME)
-            for name in names.unique().to_pylist():
-                rows = result.valid.filter(pa.compute.equal(names, name)).drop_columns(s.EVENT_NAME)
-                self._buffer(self._output(name), rows)
+            names = result.valid.column(s.EVENT_NAME).combine_chunks()
+            for code, name in enumerate(names.dictionary.to_pylist()):
+                rows = result.valid.filter(pc.equal(names.indices, code))
+                if rows.num_rows:
+                    self._buffer(self._output(name), rows.drop_columns(s.EVENT_NAME))
         if result.rejected.num_rows:
             self._buffer(self._output(None), result.rejected)
         self._bound_memory()
@@ -115,7 +122,7 @@ class PieceWriter:
             else:
                 relative = relative_event_file(event_name, self.piece, 0).rsplit("/", 1)[0]
                 output = _Output(
-                    f"{self.events_dir}/{relative}", relative, s.FILE_SCHEMA, event_name
+                    f"{self.events_dir}/{relative}", relative, _EVENTS_SCHEMA, event_name
                 )
             self._outputs[event_name] = output
         return output
@@ -133,7 +140,7 @@ class PieceWriter:
     def _flush(self, output: _Output) -> None:
         if not output.buffered:
             return
-        table = pa.concat_tables(output.buffer).combine_chunks()
+        table = pa.concat_tables(output.buffer).unify_dictionaries().combine_chunks()
         output.buffer, output.buffered = [], 0
         if output.event_name is not None:
             table = table.sort_by(list(SORT_KEYS))

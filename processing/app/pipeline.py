@@ -105,6 +105,7 @@ def run(
             scheduler=settings.scheduler,
             workers=settings.workers,
             threads_per_worker=settings.threads_per_worker,
+            processes=settings.processes,
             memory_limit=settings.memory_limit,
         ) as client:
             dashboard = dashboard_link(client)

@@ -21,7 +21,7 @@ from processing.spec.errors import AuditError
 
 @dataclass(frozen=True)
 class BatchResult:
-    """``valid`` has ``event_name`` plus the file columns; ``rejected`` has REJECTED_SCHEMA."""
+    """``valid`` has VALID_SCHEMA (categoricals as dictionaries); ``rejected`` REJECTED_SCHEMA."""
 
     rows_read: int
     valid: pa.Table
@@ -78,9 +78,7 @@ def split_batch(
         rejected = s.REJECTED_SCHEMA.empty_table()
         counts = Counter()
 
-    valid = valid.select([s.EVENT_NAME, *s.FILE_SCHEMA.names]).cast(
-        pa.schema([pa.field(s.EVENT_NAME, pa.string()), *s.FILE_SCHEMA])
-    )
+    valid = valid.select(s.VALID_SCHEMA.names).cast(s.VALID_SCHEMA)
     if valid.num_rows + rejected.num_rows != n:
         raise AuditError(
             f"batch at row {first_row} of {piece}: read {n}, valid {valid.num_rows} + rejected "

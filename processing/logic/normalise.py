@@ -18,8 +18,6 @@ from processing.spec import rules as r
 from processing.spec import schema as s
 
 _TIMESTAMP_US_UTC = pa.timestamp("us", tz="UTC")
-#: Output columns with few distinct values per batch.
-CATEGORICAL = (s.EVENT_NAME, s.PLATFORM, s.PRODUCT_NAME, s.SKU)
 # A timestamp in text must at least have a date and a time of day ("2023-10-23" alone is refused).
 _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
 
@@ -105,7 +103,7 @@ def normalise(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     """BigQuery-shaped records to the output record (before validation), plus ``_defects``.
 
     ``event_date`` is the UTC date of ``event_datetime`` (null where the timestamp is). The
-    categorical columns (``CATEGORICAL``) come back dictionary-encoded.
+    categorical columns (``schema.CATEGORICAL``) come back dictionary-encoded.
     """
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     n = table.num_rows

@@ -79,6 +79,20 @@ PARTITION_SCHEMA = pa.schema([(EVENT_DATE, pa.date32()), (EVENT_NAME, pa.string(
 #: What each Parquet file under ``events/`` holds.
 FILE_SCHEMA = pa.schema([f for f in OUTPUT_SCHEMA if f.name not in PARTITION_SCHEMA.names])
 
+#: Fields with few distinct values: normalised, validated and written per distinct value.
+CATEGORICAL: tuple[str, ...] = (EVENT_NAME, PLATFORM, PRODUCT_NAME, SKU)
+_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+#: Valid rows in memory, between validation and the writer: ``event_name`` (the partition) and
+#: the file columns, categorical ones dictionary-encoded. The files store them as plain
+#: (dictionary-encoded) Parquet strings, so readers see FILE_SCHEMA.
+VALID_SCHEMA = pa.schema(
+    [
+        pa.field(f.name, _DICTIONARY, nullable=f.nullable) if f.name in CATEGORICAL else f
+        for f in [OUTPUT_SCHEMA.field(EVENT_NAME), *FILE_SCHEMA]
+    ]
+)
+
 # --- Rejected rows ---
 #: A rejected row keeps its original record (as JSON text) and says why it was rejected.
 REJECTED_SCHEMA = pa.schema(

@@ -57,16 +57,25 @@ class Settings:
         metadata=_opt(help="names the run's staging and manifest (default: generated)"),
     )
     workers: int | None = field(
-        default=None, metadata=_opt(int, help="LocalCluster worker processes (default: cores)")
+        default=None,
+        metadata=_opt(
+            int, help="LocalCluster workers (default: 1, or one per core with processes)"
+        ),
     )
-    threads_per_worker: int = field(default=1, metadata=_opt(int, help="threads per worker"))
+    threads_per_worker: int | None = field(
+        default=None,
+        metadata=_opt(int, help="threads per worker (default: cores, or 1 with processes)"),
+    )
+    processes: bool = field(
+        default=False, metadata=_opt(parse_bool, help="LocalCluster workers as processes")
+    )
     scheduler: str | None = field(
         default=None, metadata=_opt(help="address of an existing Dask scheduler")
     )
     memory_limit: str = field(
         default="auto", metadata=_opt(help="memory limit per LocalCluster worker, e.g. 4GiB")
     )
-    piece_rows: int = field(default=2_000_000, metadata=_opt(int, help="rows per Dask task"))
+    piece_rows: int = field(default=1_000_000, metadata=_opt(int, help="rows per Dask task"))
     batch_rows: int = field(default=262_144, metadata=_opt(int, help="rows per source batch"))
     row_group_rows: int = field(
         default=1_048_576, metadata=_opt(int, help="rows per Parquet row group (at most)")
@@ -77,7 +86,7 @@ class Settings:
     max_buffered_rows: int = field(
         default=1_500_000, metadata=_opt(int, help="per task, across partitions")
     )
-    zstd_level: int = field(default=3, metadata=_opt(int, help="zstd compression level, 1-22"))
+    zstd_level: int = field(default=1, metadata=_opt(int, help="zstd compression level, 1-22"))
     max_rejected_fraction: float = field(
         default=0.2, metadata=_opt(float, help="above it the run fails its audit")
     )
@@ -98,7 +107,10 @@ class Settings:
             (bool(self.source.strip()), "source must not be empty"),
             (bool(self.dest.strip()), "dest must not be empty"),
             (self.workers is None or self.workers >= 1, "workers must be at least 1"),
-            (self.threads_per_worker >= 1, "threads_per_worker must be at least 1"),
+            (
+                self.threads_per_worker is None or self.threads_per_worker >= 1,
+                "threads_per_worker must be at least 1",
+            ),
             (self.piece_rows >= 1, "piece_rows must be at least 1"),
             (self.batch_rows >= 1, "batch_rows must be at least 1"),
             (self.row_group_rows >= 1, "row_group_rows must be at least 1"),

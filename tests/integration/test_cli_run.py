@@ -322,7 +322,17 @@ def test_empty_day_is_refused_unless_allowed(cli, tmp_path: Path) -> None:
     done = cli("run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1")
     assert done.returncode == 3 and "--allow-empty" in done.stderr
     done = cli(
-        "run", "--date", DATE, "--source", empty, "--dest", dest, "--workers", "1", "--allow-empty"
+        "run",
+        "--date",
+        DATE,
+        "--source",
+        empty,
+        "--dest",
+        dest,
+        "--workers",
+        "1",
+        "--processes",
+        "--allow-empty",
     )
     assert done.returncode == 0, done.stderr
     assert _manifest(dest)["rows_read"] == 0

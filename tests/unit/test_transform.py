@@ -518,7 +518,7 @@ def test_counts_add_up(rows: list[dict[str, Any]], n_valid: int, typed: bool) ->
     assert result.valid.num_rows == n_valid
     assert sum(result.reasons.values()) == result.rejected.num_rows
     assert result.rejected.schema == s.REJECTED_SCHEMA
-    assert result.valid.schema == pa.schema([pa.field(s.EVENT_NAME, pa.string()), *s.FILE_SCHEMA])
+    assert result.valid.schema == s.VALID_SCHEMA
     for reasons, primary in zip(
         reasons_of(result), result.rejected.column("reason").to_pylist(), strict=True
     ):
