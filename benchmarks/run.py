@@ -1,7 +1,7 @@
 """Benchmark the pipeline against the "floor": the same input rewritten with plain pyarrow.
 
     uv run python benchmarks/run.py [--rows N] [--bad-fraction F] [--scale K] [--repeat R]
-                                    [--workers W] [--workdir DIR] [--keep]
+                                    [--wait-idle S] [--workers W] [--workdir DIR] [--keep]
 
 Every measured run is a separate subprocess; its wall time includes interpreter start-up (and,
 for the pipeline, starting and stopping its Dask LocalCluster). Peak memory is the peak of the
@@ -139,7 +139,9 @@ class Timed:
     peak_rss_bytes: int
     peak_processes: int  # processes alive at the peak sample
     samples: int
-    load_before: float  # 1-minute load average when the run started
+    other_cpu_seconds: float  # CPU time the rest of the machine used meanwhile (contention)
+    busy_before_percent: float  # machine CPU use in the second before the run started
+    commit: str  # the code measured: HEAD, "+dirty" if processing/ had uncommitted changes
 
 
 def _children_cpu_seconds() -> float:
@@ -147,16 +149,43 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time all cores have spent busy since boot (guest time is already in user)."""
+    t = psutil.cpu_times()
+    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
+
+
+def wait_until_idle(max_seconds: float, busy_below: float = 20.0) -> float:
+    """Wait up to ``max_seconds`` for the machine to be idle; return its last CPU use in %."""
+    deadline = time.monotonic() + max_seconds
+    while True:
+        busy = psutil.cpu_percent(interval=1.0)
+        if busy < busy_below or time.monotonic() >= deadline:
+            return busy
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def measure(name: str, command: Sequence[str], log_path: Path) -> Timed:
-    """Run ``command`` from the repository root, output to ``log_path``; time it, sample memory."""
+def measure(name: str, command: Sequence[str], log_path: Path, wait_idle: float = 0.0) -> Timed:
+    """Run ``command`` from the repository root, output to ``log_path``; time it, sample memory.
+
+    First waits up to ``wait_idle`` seconds for the machine to be idle (always at least 1 s, to
+    record how busy it was).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    busy_before = wait_until_idle(wait_idle)
     print(f"[{name}] {' '.join(command)}", flush=True)
-    load_before = os.getloadavg()[0]
+    commit = revision()
     cpu_before = _children_cpu_seconds()
+    own_before = _own_cpu_seconds()
+    machine_before = _machine_busy_seconds()
     with log_path.open("wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -170,19 +199,23 @@ def measure(name: str, command: Sequence[str], log_path: Path) -> Timed:
             process.wait()
             raise
         sampler.stop()
+    machine = _machine_busy_seconds() - machine_before
+    cpu = _children_cpu_seconds() - cpu_before
     if code != 0:
         raise BenchmarkError(f"{name} exited with code {code}; log {log_path}:\n{_tail(log_path)}")
     timed = Timed(
         wall_seconds=wall,
-        cpu_seconds=_children_cpu_seconds() - cpu_before,
+        cpu_seconds=cpu,
         peak_rss_bytes=sampler.peak,
         peak_processes=sampler.peak_processes,
         samples=sampler.samples,
-        load_before=load_before,
+        other_cpu_seconds=max(0.0, machine - cpu - (_own_cpu_seconds() - own_before)),
+        busy_before_percent=busy_before,
+        commit=commit,
     )
     print(
-        f"[{name}] {wall:.1f} s wall, {timed.cpu_seconds:.1f} s CPU, "
-        f"peak {sampler.peak / MIB:,.0f} MiB",
+        f"[{name}] {wall:.1f} s wall, {cpu:.1f} s CPU, peak {sampler.peak / MIB:,.0f} MiB; "
+        f"other processes used {timed.other_cpu_seconds:.1f} s CPU meanwhile; code {commit}",
         flush=True,
     )
     return timed
@@ -206,13 +239,16 @@ class Result:
     peak_rss_bytes: int
     peak_processes: int
     samples: int
-    load_before: float
+    other_cpu_seconds: float
+    busy_before_percent: float
+    commit: str
     output_bytes: int  # *.parquet under events/
     output_files: int
     valid_rows: int
     reported_seconds: float | None = None  # the pipeline's own duration, from its manifest
     attempts_wall_seconds: tuple[float, ...] = ()
     attempts_peak_rss_bytes: tuple[int, ...] = ()
+    attempts_commit: tuple[str, ...] = ()
     derived: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -249,17 +285,21 @@ def _discard(dest: Path, keep: bool) -> None:
 @dataclass(frozen=True)
 class Bench:
     workdir: Path
-    workers: int
+    workers: int | None  # None: the pipeline's default LocalCluster
     keep: bool
+    wait_idle: float = 0.0
+    processes: bool = False
 
     def pipeline(self, name: str, source: Path, rows: int) -> Result:
         dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
         try:
             command = [
                 sys.executable, "-m", "processing", "run",
-                *_flags(date=DATE, source=source, dest=dest, workers=self.workers),
+                *_flags(date=DATE, source=source, dest=dest),
+                *(_flags(workers=self.workers) if self.workers else []),
+                *(["--processes"] if self.processes else []),
             ]  # fmt: skip
-            timed = measure(name, command, self.workdir / "logs" / f"{name}.log")
+            timed = measure(name, command, self.workdir / "logs" / f"{name}.log", self.wait_idle)
             manifest_path = dest / "events" / f"event_date={DATE}" / "_manifest.json"
             manifest = json.loads(manifest_path.read_text())
             if manifest["rows_read"] != rows:
@@ -285,7 +325,7 @@ class Bench:
         try:
             script = str(Path(__file__).resolve())
             command = [sys.executable, script, "--floor-only", str(source), str(dest)]
-            timed = measure(name, command, self.workdir / "logs" / f"{name}.log")
+            timed = measure(name, command, self.workdir / "logs" / f"{name}.log", self.wait_idle)
             output_bytes, output_files = _events_output(dest)
             return Result(
                 name=name,
@@ -310,6 +350,7 @@ def best_of(repeat: int, attempt: Callable[[str], Result], name: str) -> Result:
         peak_rss_bytes=max(r.peak_rss_bytes for r in results),
         attempts_wall_seconds=tuple(round(r.wall_seconds, 3) for r in results),
         attempts_peak_rss_bytes=tuple(r.peak_rss_bytes for r in results),
+        attempts_commit=tuple(r.commit for r in results),
     )
 
 
@@ -399,24 +440,32 @@ def evaluate(floor_result: Result, base: Result, scaled: Result | None) -> list[
 
 def print_report(results: Sequence[Result], verdicts: Sequence[Verdict]) -> None:
     header = (
-        f"{'run':<14}{'rows':>12}{'wall s':>8}{'CPU s':>7}{'rows/s':>11}{'MB/s in':>9}"
-        f"{'peak MiB':>10}{'out MiB':>9}{'files':>6}{'valid rows':>12}{'B/row':>7}"
+        f"{'run':<14}{'rows':>12}{'wall s':>8}{'CPU s':>7}{'others':>8}{'rows/s':>11}"
+        f"{'MB/s in':>9}{'peak MiB':>10}{'out MiB':>9}{'files':>6}{'valid rows':>12}"
+        f"{'B/row':>7}  commit"
     )
     print(f"\n{header}\n{'-' * len(header)}")
     for r in results:
         print(
             f"{r.name:<14}{r.rows:>12,}{r.wall_seconds:>8.1f}{r.cpu_seconds:>7.1f}"
-            f"{r.rows_per_second:>11,.0f}{r.derived['input_mb_per_second']:>9.1f}"
-            f"{r.peak_rss_bytes / MIB:>10,.0f}{r.output_bytes / MIB:>9.1f}{r.output_files:>6}"
-            f"{r.valid_rows:>12,}{r.bytes_per_valid_row:>7.2f}"
+            f"{r.other_cpu_seconds:>8.1f}{r.rows_per_second:>11,.0f}"
+            f"{r.derived['input_mb_per_second']:>9.1f}{r.peak_rss_bytes / MIB:>10,.0f}"
+            f"{r.output_bytes / MIB:>9.1f}{r.output_files:>6}{r.valid_rows:>12,}"
+            f"{r.bytes_per_valid_row:>7.2f}  {r.commit}"
         )
-    print("(B/row: output bytes per valid row; MB = 10^6 bytes; peak: summed RSS of the tree)")
+    print(
+        "(others: CPU s used by other processes during the run; B/row: output bytes per valid "
+        "row;\n MB = 10^6 bytes; peak: summed RSS of the process tree)"
+    )
     for r in results:
         if r.reported_seconds is not None:
             print(
-                f"{r.name}: the pipeline reports {r.reported_seconds:.1f} s for its run; the "
-                f"other {r.wall_seconds - r.reported_seconds:.1f} s are start-up, cluster and exit"
+                f"{r.name}: the pipeline reports {r.reported_seconds:.1f} s for its run; the other "
+                f"{r.wall_seconds - r.reported_seconds:.1f} s are interpreter start-up, imports, "
+                "publishing and exit"
             )
+        if len(set(r.attempts_commit)) > 1:
+            print(f"{r.name}: WARNING, the attempts measured different code: {r.attempts_commit}")
     print()
     width = max(len(v.target) for v in verdicts)
     for v in verdicts:
@@ -430,6 +479,12 @@ def _git(*args: str) -> str:
     return completed.stdout.strip()
 
 
+def revision() -> str:
+    """The short HEAD commit, with "+dirty" when processing/ has uncommitted changes."""
+    dirty = "+dirty" if _git("status", "--porcelain", "processing") else ""
+    return _git("rev-parse", "--short", "HEAD") + dirty
+
+
 def environment() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for package in ("pyarrow", "dask", "distributed", "pandas", "numpy", "psutil"):
@@ -438,8 +493,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "uncommitted_changes_in_processing": bool(_git("status", "--porcelain", "processing")),
+        "commit_at_start": revision(),
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus_logical": os.cpu_count(),
         "cpus_physical": psutil.cpu_count(logical=False),
@@ -466,11 +520,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--repeat", type=int, default=1, help="attempts per run: report the fastest (default 1)"
     )
-    parser.add_argument("--workers", type=int, default=2, help="pipeline workers (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="pipeline workers (default: the pipeline's)"
+    )
+    parser.add_argument(
+        "--processes", action="store_true", help="LocalCluster workers as processes"
+    )
     parser.add_argument(
         "--workdir", type=Path, default=DEFAULT_WORKDIR, help="default benchmarks/out/"
     )
     parser.add_argument("--keep", action="store_true", help="keep the output directories")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run, wait up to SECONDS for the machine's CPU use to drop below 20%%",
+    )
     parser.add_argument("--floor-only", nargs=2, metavar=("SRC", "DEST"), help=argparse.SUPPRESS)
     return parser
 
@@ -479,9 +545,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    dirty = " + uncommitted changes" if env["uncommitted_changes_in_processing"] else ""
-    print(f"commit {env['commit']}{dirty}; {env['cpus_logical']} CPUs; workdir {workdir}")
-    bench = Bench(workdir=workdir, workers=args.workers, keep=args.keep)
+    print(f"commit {env['commit_at_start']}; {env['cpus_logical']} CPUs; workdir {workdir}")
+    bench = Bench(workdir, args.workers, args.keep, args.wait_idle, args.processes)
 
     source = input_file(workdir, args.rows, args.bad_fraction)
     floor_result = best_of(args.repeat, lambda n: bench.floor(n, source, args.rows), "floor")
@@ -507,9 +572,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "scale": args.scale,
             "repeat": args.repeat,
             "workers": args.workers,
+            "processes": args.processes,
             "date": DATE,
             "seed": SEED,
             "sample_seconds": SAMPLE_SECONDS,
+            "wait_idle": args.wait_idle,
         },
         "environment": env,
         "runs": {r.name: asdict(r) for r in results},
@@ -526,8 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.floor_only:
         floor(*args.floor_only)
         return 0
-    if min(args.rows, args.scale, args.repeat, args.workers) < 1:
-        raise SystemExit("--rows, --scale, --repeat and --workers must be at least 1")
+    if min(args.rows, args.scale, args.repeat, args.workers or 1) < 1 or args.wait_idle < 0:
+        raise SystemExit("--rows, --scale, --repeat and --workers must be >= 1, --wait-idle >= 0")
     try:
         benchmark(args)
     except BenchmarkError as e:

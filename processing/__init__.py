@@ -1,27 +1,41 @@
 """Move a day of user-action events into a hive-partitioned, validated Parquet lake on Dask.
 
 Entry points: ``python -m processing`` (the CLI), :func:`run` (one date, from Settings), and the
-readers for analysts: :func:`events_dataset`, :func:`rejected_dataset`, :func:`read_manifest`.
+readers for analysts: :func:`events_dataset`, :func:`rejected_dataset`, :func:`read_manifest`,
+:func:`published_dates`. Names are imported on first use, so ``import processing`` (from a DAG
+file, or for ``--help``) stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from processing.adapters.lake_reader import (
-    events_dataset,
-    published_dates,
-    read_manifest,
-    rejected_dataset,
-)
-from processing.spec.schema import SCHEMA_VERSION
-from processing.spec.settings import Settings
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from processing.app.pipeline import RunReport
+    from processing.adapters.lake_reader import (
+        events_dataset,
+        published_dates,
+        read_manifest,
+        rejected_dataset,
+    )
+    from processing.app.pipeline import RunReport, run
+    from processing.spec.schema import SCHEMA_VERSION
+    from processing.spec.settings import Settings
+
+_EXPORTS = {
+    "SCHEMA_VERSION": "processing.spec.schema",
+    "Settings": "processing.spec.settings",
+    "RunReport": "processing.app.pipeline",
+    "run": "processing.app.pipeline",
+    "events_dataset": "processing.adapters.lake_reader",
+    "published_dates": "processing.adapters.lake_reader",
+    "read_manifest": "processing.adapters.lake_reader",
+    "rejected_dataset": "processing.adapters.lake_reader",
+}
 
 __all__ = [
     "SCHEMA_VERSION",
+    "RunReport",
     "Settings",
     "events_dataset",
     "published_dates",
@@ -31,8 +45,7 @@ __all__ = [
 ]
 
 
-def run(settings: Settings) -> RunReport:
-    """Process and publish one date (imports Dask only when called)."""
-    from processing.app.pipeline import run as _run
-
-    return _run(settings)
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'processing' has no attribute {name!r}")

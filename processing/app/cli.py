@@ -106,11 +106,11 @@ def summary(report: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
+    settings = Settings.load(os.environ, **flags)  # fails fast, before the heavy imports
+    _setup_logging(settings.log_level)
     from processing.app.pipeline import run
 
-    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
-    settings = Settings.load(os.environ, **flags)
-    _setup_logging(settings.log_level)
     report = run(settings)
     print(summary(report))
     return 0
