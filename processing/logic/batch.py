@@ -6,12 +6,13 @@ The counts are checked here, per batch: every row read is either valid or reject
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from processing.logic.normalise import normalise
 from processing.logic.validate import failure_reasons
@@ -29,10 +30,11 @@ class BatchResult:
     reasons: Counter[str] = field(default_factory=Counter)
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps as ISO 8601 text (``...T12:34:56.000000Z``), before the rows become Python."""
+    if pa.types.is_timestamp(column.type):
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
+    return column
 
 
 def source_records(batch: pa.Table, rows: list[int]) -> list[str]:
@@ -40,8 +42,9 @@ def source_records(batch: pa.Table, rows: list[int]) -> list[str]:
     if s.RAW_COLUMN in batch.column_names:
         return [str(v) for v in batch.column(s.RAW_COLUMN).take(rows).to_pylist()]
     names = [n for n in batch.column_names if not n.startswith("_")]
-    records = batch.select(names).take(rows).to_pylist()
-    return [json.dumps(rec, default=_json_default, ensure_ascii=False) for rec in records]
+    picked = batch.select(names).take(rows)
+    picked = pa.table([_as_text(c) for c in picked.columns], names=names)
+    return [orjson.dumps(rec).decode() for rec in picked.to_pylist()]
 
 
 def split_batch(
