@@ -7,12 +7,16 @@ and file names, never data.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
 import time
+import zlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from processing.adapters.publish import staged_dirs
 from processing.adapters.sources.base import Piece
@@ -21,7 +25,7 @@ from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic.batch import split_batch
 from processing.logic.layout import Layout
 from processing.logic.manifest import PieceResult
-from processing.spec.errors import PipelineError, TransientError
+from processing.spec.errors import InputError, PipelineError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,23 @@ class TaskContext:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:
+    """The piece's batches; a source that cannot be read says which piece, and whether to retry."""
+    batches = piece.read(batch_rows)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (FileNotFoundError, PermissionError) as e:
+            raise InputError(f"piece {piece.id}: cannot read the source: {e}") from e
+        except (pa.ArrowInvalid, EOFError, UnicodeError, zlib.error, gzip.BadGzipFile) as e:
+            raise InputError(f"piece {piece.id}: the source is corrupt or not events: {e}") from e
+        except OSError as e:
+            raise TransientError(f"piece {piece.id}: reading failed: {e}") from e
+        yield batch
+
+
 def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     started = time.perf_counter()
     fs, root = filesystem(ctx.dest, ctx.storage_options)
@@ -44,7 +65,7 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     rows_read = rows_valid = rows_rejected = 0
     reasons: Counter[str] = Counter()
     try:
-        for batch in piece.read(ctx.batch_rows):
+        for batch in _read(piece, ctx.batch_rows):
             result = split_batch(batch, ctx.date, piece.id, rows_read)
             writer.add(result)
             rows_read += result.rows_read

@@ -336,3 +336,17 @@ def test_empty_day_is_refused_unless_allowed(cli, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert _manifest(dest)["rows_read"] == 0
+
+
+def test_unreadable_or_foreign_input_is_an_input_error(cli, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    truncated = tmp_path / "truncated.jsonl.gz"
+    truncated.write_bytes(SAMPLE.read_bytes()[:20_000])  # a gzip stream cut in the middle
+    renamed = tmp_path / "renamed.parquet"
+    pq.write_table(pa.table({"ts": [1], "event_name": ["view"]}), renamed)
+    for source, message in ((truncated, "corrupt"), (renamed, "'timestamp' is missing")):
+        done = cli("run", "--date", DATE, "--source", source, "--dest", tmp_path / "lake")
+        assert done.returncode == 3, done.stderr
+        assert message in done.stderr
+        assert not (tmp_path / "lake" / "events").exists()

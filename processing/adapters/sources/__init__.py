@@ -68,12 +68,13 @@ class FileSource:
 
     def plan(self, date: dt.date, piece_rows: int) -> SourcePlan:
         pieces: list[Piece] = []
-        for i, path in enumerate(self.files()):
+        files = self.files()
+        for i, path in enumerate(files):
             planner = planner_for(path)
             assert planner is not None
             pieces.extend(planner(self.url, path, i, piece_rows, self.storage_options))
         numbered = tuple(replace(p, index=i) for i, p in enumerate(pieces))
-        return SourcePlan(source=self.url, pieces=numbered, details={"files": len(self.files())})
+        return SourcePlan(source=self.url, pieces=numbered, details={"files": len(files)})
 
 
 def open_source(url: str, storage_options: Mapping[str, Any] | None = None) -> Source:
