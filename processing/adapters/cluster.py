@@ -50,7 +50,7 @@ def dask_client(
         threads_per_worker=threads,
         processes=processes,
         memory_limit=memory_limit,
-        dashboard_address=":8787",
+        dashboard_address="127.0.0.1:8787",  # local only: the dashboard has no auth
         silence_logs=logging.WARNING,
     )
     try:

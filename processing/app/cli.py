@@ -67,11 +67,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str) -> None:
+    """Our own loggers at ``level``; libraries (Dask, fsspec) only from WARNING, unless DEBUG."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ConfigError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     logging.basicConfig(
-        level=level.upper(),
+        level=numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("processing").setLevel(numeric)
+    if numeric > logging.DEBUG:  # Dask configures its loggers itself, from this, when imported
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _human(n: float) -> str:
