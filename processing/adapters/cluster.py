@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster
 
 from processing.spec.errors import TransientError
@@ -22,13 +23,16 @@ def dask_client(
     threads_per_worker: int | None,
     processes: bool = False,
     memory_limit: str = "auto",
+    worker_failures: int = 2,
 ) -> Iterator[Client]:
     """A connected client; a LocalCluster it started is closed on exit.
 
     By default the LocalCluster runs its workers as threads of this process: the work is mostly
     Arrow kernels and Parquet I/O, which release the GIL, so threads start faster, share one copy
     of the imports and measured faster than processes on 2 cores (see benchmarks/README.md).
-    ``processes=True`` gives one process per worker, as on a real cluster.
+    ``processes=True`` gives one process per worker, as on a real cluster. A task whose worker
+    dies is rerun ``worker_failures`` times (other errors are not retried: they would recur); on
+    an existing scheduler that is the scheduler's own ``allowed-failures`` setting.
     """
     if scheduler:
         try:
@@ -45,14 +49,15 @@ def dask_client(
         n_workers, threads = workers or cores, threads_per_worker or 1
     else:
         n_workers, threads = workers or 1, threads_per_worker or cores
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=threads,
-        processes=processes,
-        memory_limit=memory_limit,
-        dashboard_address="127.0.0.1:8787",  # local only: the dashboard has no auth
-        silence_logs=logging.WARNING,
-    )
+    with dask.config.set({"distributed.scheduler.allowed-failures": worker_failures}):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads,
+            processes=processes,
+            memory_limit=memory_limit,
+            dashboard_address="127.0.0.1:8787",  # local only: the dashboard has no auth
+            silence_logs=logging.WARNING,
+        )
     try:
         with Client(cluster) as client:
             yield client
@@ -61,7 +66,12 @@ def dask_client(
 
 
 def dashboard_link(client: Client) -> str | None:
+    """Where to watch the run. A LocalCluster's dashboard listens on localhost only."""
+    cluster = client.cluster
+    if isinstance(cluster, LocalCluster):
+        server = getattr(cluster.scheduler, "http_server", None)
+        return f"http://127.0.0.1:{server.port}/status" if server else None
     try:
         return client.dashboard_link
-    except Exception:
+    except Exception:  # no dashboard (bokeh missing or disabled) is not an error
         return None

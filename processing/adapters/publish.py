@@ -1,14 +1,23 @@
 """Write-audit-publish for one date on any fsspec filesystem.
 
-1. ``prepare``: finish what a killed publish left half done, and remove the staging of earlier
-   failed runs of this date.
-2. The run writes under ``_staging/event_date=D/run_id=R/``; nothing published is touched.
-3. ``audit``: every file the tasks reported exists, with the reported row count in its footer.
-4. ``publish``: the manifest goes into the staged date directory (after every data file); the
-   published date moves to ``_previous/`` and the staged one takes its place. On a local disk
-   each move is one directory rename, so readers see the old date or the new one, never a mix
-   (for about a millisecond, between the two renames, they see no date). Other dates are never
-   touched. Object stores get their own publisher (see the S3 issue).
+1. ``prepare``: complete a publish that was interrupted (its marker is still there), then remove
+   all other staging of this date (failed or killed runs, or an earlier attempt of this run id).
+2. The run writes under ``_staging/event_date=D/run_id=R/{events,rejected}``; nothing published
+   is touched.
+3. ``audit``: every file the tasks reported exists, with the reported row count in its footer,
+   and no other file is there.
+4. ``publish``: the manifest goes into the staged events directory (after every data file); a
+   marker ``_publishing`` is written into the run's staging directory; then, for rejected rows and
+   then events, the published directory of the date moves to ``_previous/`` and the staged one
+   takes its place; last, the staging directory and its marker are removed.
+
+Every step of 4 can be repeated, so a publish killed or failed half way is simply completed by
+the next run of the date (``prepare``): the date ends up holding exactly that run's files, never a
+mix. On a local disk each move is one directory rename; between the two renames of a dataset a
+reader sees no directory for about a millisecond, and between the two datasets it may see the new
+rejected rows beside the old events. Readers that go through the manifest (inside the events
+directory) see one complete run. Other dates are never touched. Object stores get their own
+publisher (see the S3 issue).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from processing.spec.errors import AuditError
 
 log = logging.getLogger(__name__)
 
+MARKER = "_publishing"
+
 
 def _move(fs: Any, source: str, target: str) -> None:
     if fs.exists(target):
@@ -35,26 +46,46 @@ def _move(fs: Any, source: str, target: str) -> None:
     fs.mv(source, target, recursive=True)
 
 
-def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
-    """Recover from a publish killed between its moves; discard stale staging of this date."""
-    previous_events = f"{layout.previous(date)}/{EVENTS}"
-    if not fs.exists(layout.events_date(date)) and fs.exists(previous_events):
-        log.warning("restoring %s: an earlier publish was interrupted", layout.events_date(date))
-        _move(fs, previous_events, layout.events_date(date))
-        previous_rejected = f"{layout.previous(date)}/{REJECTED}"
-        if not fs.exists(layout.rejected_date(date)) and fs.exists(previous_rejected):
-            _move(fs, previous_rejected, layout.rejected_date(date))
-    staging = layout.staging_date(date)
-    if fs.exists(staging):
-        for stale in fs.ls(staging, detail=False):
-            if posixpath.basename(stale.rstrip("/")) != f"run_id={run_id}":
-                log.info("removing staging of an earlier run that did not publish: %s", stale)
-                fs.rm(stale, recursive=True)
-
-
 def staged_dirs(layout: Layout, date: dt.date, run_id: str) -> tuple[str, str]:
     run = layout.staging_run(date, run_id)
     return f"{run}/{EVENTS}", f"{run}/{REJECTED}"
+
+
+def _swap_in(fs: Any, layout: Layout, date: dt.date, staging_run: str) -> None:
+    """Steps that can be repeated: each staged dataset replaces the published one."""
+    previous = layout.previous(date)
+    for name, published in (
+        (REJECTED, layout.rejected_date(date)),
+        (EVENTS, layout.events_date(date)),
+    ):
+        staged = f"{staging_run}/{name}"
+        if not fs.exists(staged):
+            continue  # already moved in
+        if fs.exists(published):
+            if fs.exists(f"{previous}/{name}"):
+                fs.rm(f"{previous}/{name}", recursive=True)
+            _move(fs, published, f"{previous}/{name}")
+        _move(fs, staged, published)
+    fs.rm(staging_run, recursive=True)
+
+
+def prepare(fs: Any, layout: Layout, date: dt.date) -> None:
+    """Complete an interrupted publish of this date, then remove all of its staging."""
+    staging = layout.staging_date(date)
+    if not fs.exists(staging):
+        return
+    for entry in fs.ls(staging, detail=False):
+        run_dir = entry.rstrip("/")
+        if fs.exists(f"{run_dir}/{MARKER}"):
+            log.warning("completing the interrupted publish of %s", run_dir)
+            _swap_in(fs, layout, date, run_dir)
+    for stale in fs.ls(staging, detail=False):
+        log.info("removing staging of a run that did not publish: %s", stale)
+    fs.rm(staging, recursive=True)
+
+
+def publishing_started(fs: Any, layout: Layout, date: dt.date, run_id: str) -> bool:
+    return bool(fs.exists(f"{layout.staging_run(date, run_id)}/{MARKER}"))
 
 
 def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals) -> None:
@@ -90,23 +121,18 @@ def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals
 
 
 def publish(fs: Any, layout: Layout, date: dt.date, run_id: str, manifest: dict[str, Any]) -> None:
-    """Replace the date's published events and rejected rows with this run's, manifest last."""
+    """Replace the date's published events and rejected rows with this run's, manifest first in.
+
+    If this fails half way, the marker stays and the next run of the date completes it.
+    """
+    staging_run = layout.staging_run(date, run_id)
     events_dir, rejected_dir = staged_dirs(layout, date, run_id)
-    fs.makedirs(events_dir, exist_ok=True)
+    for directory in (events_dir, rejected_dir):  # a run with no rejected rows publishes none
+        fs.makedirs(directory, exist_ok=True)
     with fs.open(f"{events_dir}/{MANIFEST}", "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=False)
-    previous = layout.previous(date)
-    if fs.exists(previous):
-        fs.rm(previous, recursive=True)
-    for staged, published, name in (
-        (rejected_dir, layout.rejected_date(date), REJECTED),
-        (events_dir, layout.events_date(date), EVENTS),
-    ):
-        if fs.exists(published):
-            _move(fs, published, f"{previous}/{name}")
-        if fs.exists(staged):
-            _move(fs, staged, published)
-    fs.rm(layout.staging_run(date, run_id), recursive=True)
+        json.dump(manifest, f, indent=2)
+    fs.pipe(f"{staging_run}/{MARKER}", run_id.encode())
+    _swap_in(fs, layout, date, staging_run)
     staging_date = layout.staging_date(date)
     if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
         fs.rm(staging_date, recursive=True)

@@ -8,7 +8,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 from fsspec.core import url_to_fs
 
 from processing.spec.errors import ConfigError
@@ -29,5 +28,9 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
     return fs, path
 
 
-def local_fs() -> fsspec.AbstractFileSystem:
-    return fsspec.filesystem("file")
+def redact_url(url: str) -> str:
+    """``s3://key:secret@bucket/x`` -> ``s3://***@bucket/x``: safe for logs and manifests."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

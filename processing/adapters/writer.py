@@ -105,12 +105,14 @@ class PieceWriter:
         return sorted(self._files, key=lambda f: (f.dataset, f.path))
 
     def abort(self) -> None:
+        """Close and delete the file being written, so no partial file looks complete."""
         for output in self._outputs.values():
             if output.writer is not None:
                 try:
                     output.writer.close()
                     output.handle.close()
-                except Exception:
+                    self.fs.rm(output.path)
+                except Exception:  # best effort: the staging prefix is discarded anyway
                     log.debug("ignoring error while aborting %s", output.path, exc_info=True)
 
     # --- internals ------------------------------------------------------------------------------

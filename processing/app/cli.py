@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']} [{ENV_PREFIX}{f.name.upper()}]".lstrip()
         if f.metadata["parse"] is parse_bool:
-            run.add_argument(flag, action="store_true", default=None, help=text)
+            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             run.add_argument(
                 flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]), help=text
@@ -158,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was published by this run", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: keep the traceback for the report, end with one line
+        log.exception("unexpected error")
+        print(
+            f"error: unexpected {type(e).__name__}: {e} (a bug: please report it)", file=sys.stderr
+        )
+        return PipelineError.exit_code
 
 
 if __name__ == "__main__":

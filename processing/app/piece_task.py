@@ -7,7 +7,6 @@ and file names, never data.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import logging
 import time
 import zlib
@@ -37,7 +36,7 @@ class TaskContext:
     dest: str
     batch_rows: int
     write: WriteOptions
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:
@@ -48,12 +47,11 @@ def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:
             batch = next(batches)
         except StopIteration:
             return
-        except (FileNotFoundError, PermissionError) as e:
-            raise InputError(f"piece {piece.id}: cannot read the source: {e}") from e
-        except (pa.ArrowInvalid, EOFError, UnicodeError, zlib.error, gzip.BadGzipFile) as e:
-            raise InputError(f"piece {piece.id}: the source is corrupt or not events: {e}") from e
-        except OSError as e:
+        except (ConnectionError, TimeoutError) as e:
             raise TransientError(f"piece {piece.id}: reading failed: {e}") from e
+        except (OSError, pa.ArrowException, EOFError, UnicodeError, zlib.error) as e:
+            # pyarrow reports corrupt Parquet as OSError: a retry would read the same bytes
+            raise InputError(f"piece {piece.id}: the source is corrupt or not events: {e}") from e
         yield batch
 
 
@@ -79,6 +77,9 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     except (ConnectionError, TimeoutError) as e:
         writer.abort()
         raise TransientError(f"piece {piece.id}: {type(e).__name__}: {e}") from e
+    except OSError as e:  # writing to the destination
+        writer.abort()
+        raise TransientError(f"piece {piece.id}: writing failed: {e}") from e
     except Exception:
         writer.abort()
         raise

@@ -21,12 +21,12 @@ from distributed.scheduler import KilledWorker
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.sources import open_source
-from processing.adapters.storage import filesystem
+from processing.adapters.storage import filesystem, redact_url
 from processing.adapters.writer import WriteOptions
 from processing.app.piece_task import TaskContext, process_piece
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import PieceResult, RunTotals, build_manifest, reconcile
-from processing.spec.errors import AuditError, InputError, TransientError
+from processing.spec.errors import AuditError, ConfigError, InputError, TransientError
 from processing.spec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,16 @@ class RunReport:
     dashboard: str | None
 
 
+def _top_reasons(totals: RunTotals) -> str:
+    top = sorted(totals.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{k}={v}" for k, v in top) or "none"
+
+
 def _check_totals(totals: RunTotals, settings: Settings) -> None:
-    if totals.rows_read == 0 and not settings.allow_empty:
+    if totals.rows_valid == 0 and not settings.allow_empty:
         raise InputError(
-            f"the source has no rows for {settings.date}; nothing published "
+            f"the source has no valid rows for {settings.date} ({totals.rows_read} read; "
+            f"rejected: {_top_reasons(totals)}); nothing published "
             "(pass --allow-empty to publish an empty day)"
         )
     if (
@@ -63,10 +69,7 @@ def _check_totals(totals: RunTotals, settings: Settings) -> None:
         raise AuditError(
             f"{share:.1%} of rows were rejected, above max_rejected_fraction "
             f"{settings.max_rejected_fraction:.1%}; nothing published. Top reasons: "
-            + ", ".join(
-                f"{k}={v}"
-                for k, v in sorted(totals.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3]
-            )
+            + _top_reasons(totals)
         )
 
 
@@ -83,10 +86,9 @@ def run(
     layout = Layout(root)
     source = open_source(settings.source, settings.storage_options)
     plan = source.plan(settings.date, settings.piece_rows)
-    log.info(
-        "run %s: %s -> %s, %d pieces", run_id, settings.source, settings.dest, len(plan.pieces)
-    )
-    wap.prepare(fs, layout, settings.date, run_id)
+    source_name, dest_name = redact_url(settings.source), redact_url(settings.dest)
+    log.info("run %s: %s -> %s, %d pieces", run_id, source_name, dest_name, len(plan.pieces))
+    _storage(wap.prepare, fs, layout, settings.date)
     ctx = TaskContext(
         date=settings.date,
         run_id=run_id,
@@ -107,6 +109,7 @@ def run(
             threads_per_worker=settings.threads_per_worker,
             processes=settings.processes,
             memory_limit=settings.memory_limit,
+            worker_failures=settings.task_retries,
         ) as client:
             dashboard = dashboard_link(client)
             if dashboard:
@@ -117,7 +120,7 @@ def run(
                 )
                 for piece in plan.pieces
             ]
-            futures = client.compute(tasks, retries=settings.task_retries)
+            futures = client.compute(tasks)  # a lost worker's task reruns (task_retries)
             results: list[PieceResult] = []
             try:
                 for future in as_completed(futures):
@@ -140,18 +143,23 @@ def run(
                 client.cancel(futures)
         totals = reconcile(results)
         _check_totals(totals, settings)
-        wap.audit(fs, layout, settings.date, run_id, totals)
+        _storage(wap.audit, fs, layout, settings.date, run_id, totals)
         manifest = build_manifest(
             run_id=run_id,
             date=settings.date,
-            source=settings.source,
+            source=source_name,
             totals=totals,
             started_at=started_at,
             finished_at=clock(),
             extra={"pieces": len(plan.pieces), "source_details": dict(plan.details)},
         )
-        wap.publish(fs, layout, settings.date, run_id, manifest)
-    except BaseException:
+        _storage(wap.publish, fs, layout, settings.date, run_id, manifest)
+    except BaseException as e:
+        if wap.publishing_started(fs, layout, settings.date, run_id):
+            raise TransientError(
+                f"the publish of {settings.date} was interrupted ({e}); the next run of the date "
+                "completes it"
+            ) from e
         _discard_staging(fs, layout, settings.date, run_id)
         raise
     return RunReport(
@@ -161,6 +169,20 @@ def run(
         manifest_path=_url(settings.dest, layout.manifest(settings.date), root),
         dashboard=dashboard,
     )
+
+
+def _storage(step: Callable[..., Any], fs: Any, *args: Any) -> Any:
+    """Run a write-audit-publish step; storage failures become one line with an exit code."""
+    try:
+        return step(fs, *args)
+    except PermissionError as e:
+        raise ConfigError(
+            f"the destination refuses access ({e}): check --dest and its rights"
+        ) from e
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        raise AuditError(f"the destination changed under the run: {e}") from e
+    except OSError as e:
+        raise TransientError(f"the destination failed: {e}") from e
 
 
 def _url(dest: str, path: str, root: str) -> str:

@@ -50,17 +50,3 @@ class TransientError(PipelineError):
 
     exit_code = 75  # EX_TEMPFAIL
     retryable = True
-
-
-class LockedError(TransientError):
-    """Another run holds this date. Wait for it, or remove its lock if it is dead."""
-
-
-EXIT_CODES: dict[str, int] = {
-    "success": 0,
-    "internal error": PipelineError.exit_code,
-    "configuration error": ConfigError.exit_code,
-    "input error": InputError.exit_code,
-    "audit failed, nothing published": AuditError.exit_code,
-    "transient failure, retry": TransientError.exit_code,
-}

@@ -41,14 +41,18 @@ def _in_window(run_date: dt.date) -> pa.Check:
 
 @lru_cache(maxsize=8)
 def output_model(run_date: dt.date) -> pa.DataFrameSchema:
-    """The output record for ``run_date`` (partition columns included)."""
+    """The output record for ``run_date``: the file columns and ``event_name``.
+
+    ``event_date`` is not checked here: it is derived from ``event_datetime``, which the window
+    check pins to ``run_date``.
+    """
     return pa.DataFrameSchema(
         {
             s.EVENT_DATETIME: pa.Column(_TIMESTAMP, checks=[_in_window(run_date)], nullable=False),
             s.EVENT_NAME: pa.Column(_CATEGORY, checks=[_pattern(s.EVENT_NAME)], nullable=False),
             s.USER_ID: pa.Column(
                 str,
-                checks=[pa.Check.str_length(min_value=1, error=r.MISSING), _max_length(s.USER_ID)],
+                checks=[_max_length(s.USER_ID)],  # empty ids are null by now: "missing"
                 nullable=False,
             ),
             s.PLATFORM: pa.Column(_CATEGORY, checks=[_pattern(s.PLATFORM)], nullable=False),

@@ -122,6 +122,15 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"bad setting: {message}")
+        if self.memory_limit != "auto":
+            from dask.utils import parse_bytes
+
+            try:
+                parse_bytes(self.memory_limit)
+            except ValueError:
+                raise ConfigError(
+                    f"bad setting: memory_limit {self.memory_limit!r} is not a size like 4GiB"
+                ) from None
 
     def __repr__(self) -> str:
         shown = {

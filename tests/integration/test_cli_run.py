@@ -345,8 +345,57 @@ def test_unreadable_or_foreign_input_is_an_input_error(cli, tmp_path: Path) -> N
     truncated.write_bytes(SAMPLE.read_bytes()[:20_000])  # a gzip stream cut in the middle
     renamed = tmp_path / "renamed.parquet"
     pq.write_table(pa.table({"ts": [1], "event_name": ["view"]}), renamed)
-    for source, message in ((truncated, "corrupt"), (renamed, "'timestamp' is missing")):
+    numeric_ids = tmp_path / "numeric_ids.parquet"
+    user = pa.array([{"platform": "web", "id": 42}])
+    product = pa.array([{"name": "Mouse", "SKU": "SKU-1"}])
+    pq.write_table(
+        pa.table({"timestamp": ["2023-10-23T12:00:00Z"], "event_name": ["view"],
+                  "user_identifiers": user, "product_information": product}),
+        numeric_ids,
+    )  # fmt: skip
+    corrupt = tmp_path / "corrupt.parquet"
+    good = tmp_path / "good.parquet"
+    pq.write_table(
+        pa.table({"timestamp": ["2023-10-23T12:00:00Z"] * 1000, "event_name": ["view"] * 1000,
+                  "user_identifiers": pa.array([{"platform": "web", "id": "u"}] * 1000),
+                  "product_information": pa.array([{"name": "M", "SKU": "S"}] * 1000)}),
+        good, compression="none",
+    )  # fmt: skip
+    data = bytearray(good.read_bytes())
+    data[100:400] = b"\xff" * 300  # the first column's pages, not the footer
+    corrupt.write_bytes(bytes(data))
+    for source, message in (
+        (truncated, "corrupt"),
+        (renamed, "'timestamp' is missing"),
+        (numeric_ids, "'user_identifiers' has type"),
+        (corrupt, "corrupt"),
+    ):
         done = cli("run", "--date", DATE, "--source", source, "--dest", tmp_path / "lake")
         assert done.returncode == 3, done.stderr
         assert message in done.stderr
         assert not (tmp_path / "lake" / "events").exists()
+
+
+def test_a_source_with_no_row_of_the_date_publishes_nothing(cli, generate, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest).returncode == 0
+    before = tree_digest(dest / "events") | tree_digest(dest / "rejected")
+    other_day = generate("other.parquet", "2023-10-24", 300, seed=4)
+    done = cli(
+        "run", "--date", DATE, "--source", other_day, "--dest", dest,
+        "--max-rejected-fraction", "1",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "no valid rows" in done.stderr and "outside_run_date=300" in done.stderr
+    assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
+
+
+def test_rerun_with_the_same_run_id_after_a_crash(cli, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    leftover = dest / "_staging" / f"event_date={DATE}" / "run_id=fixed" / "events"
+    (leftover / "event_name=view").mkdir(parents=True)
+    (leftover / "event_name=view" / "part-00099-000.parquet").write_bytes(b"partial")
+    done = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--run-id", "fixed")
+    assert done.returncode == 0, done.stderr
+    assert _manifest(dest)["run_id"] == "fixed"
+    assert not list((dest / "events").rglob("part-00099-*"))

@@ -281,7 +281,7 @@ def test_plan_jsonl_many_pieces_read_each_line_once(tmp_path: Path) -> None:
     _write_messy(path, lines)
     size = path.stat().st_size
     assert size > 2 * (1 << 20)
-    pieces = jsonl.plan_jsonl(str(path), str(path), 0, 1, {})
+    pieces = jsonl.plan_jsonl(str(path), str(path), 1, {})
     assert len(pieces) == -(-size // (1 << 20))
     # the ranges tile the file
     bounds = [(p.args["start"], p.args["end"]) for p in pieces]
@@ -308,8 +308,8 @@ def test_plan_jsonl_piece_size_follows_piece_rows(
     _write_messy(path, _numbered_lines(4000))
     size = path.stat().st_size
     monkeypatch.setattr(jsonl, "_ASSUMED_BYTES_PER_LINE", 1)
-    assert len(jsonl.plan_jsonl(str(path), str(path), 0, 1, {})) == -(-size // (1 << 20))
-    big = jsonl.plan_jsonl(str(path), str(path), 0, size, {})
+    assert len(jsonl.plan_jsonl(str(path), str(path), 1, {})) == -(-size // (1 << 20))
+    big = jsonl.plan_jsonl(str(path), str(path), size, {})
     assert [(p.args["start"], p.args["end"]) for p in big] == [(0, size)]
 
 
@@ -320,7 +320,7 @@ def test_gzip_is_one_piece_read_fully(tmp_path: Path, batch_rows: int) -> None:
     _write_messy(plain, lines)
     path = tmp_path / "events.jsonl.gz"
     path.write_bytes(gzip.compress(plain.read_bytes()))
-    pieces = jsonl.plan_jsonl(str(path), str(path), 0, 1, {})
+    pieces = jsonl.plan_jsonl(str(path), str(path), 1, {})
     assert len(pieces) == 1
     assert pieces[0].args["start"] == 0
     assert pieces[0].args["end"] is None
@@ -336,7 +336,7 @@ def test_gzip_is_one_piece_read_fully(tmp_path: Path, batch_rows: int) -> None:
 def test_file_without_records_reads_nothing(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(content)
-    pieces = jsonl.plan_jsonl(str(path), str(path), 0, 10, {})
+    pieces = jsonl.plan_jsonl(str(path), str(path), 10, {})
     assert len(pieces) == 1
     assert [t.num_rows for t in pieces[0].read(batch_rows=10)] == []
 
@@ -380,7 +380,7 @@ def _split_file(path: Path, batch_rows: int) -> tuple[dict[int, list[str]], list
     by_line: dict[int, list[str]] = {}
     valid: list[dict] = []
     read = 0
-    for piece in jsonl.plan_jsonl(str(path), str(path), 0, 1, {}):
+    for piece in jsonl.plan_jsonl(str(path), str(path), 1, {}):
         first = 0
         for table in piece.read(batch_rows):
             result = split_batch(table, DATE, piece.id, first)

@@ -15,7 +15,7 @@ from processing.spec.errors import ConfigError, InputError
 
 __all__ = ["FileSource", "Piece", "Source", "SourcePlan", "open_source"]
 
-Planner = Callable[[str, str, int, int, Mapping[str, Any]], list[Piece]]
+Planner = Callable[[str, str, int, Mapping[str, Any]], list[Piece]]
 
 PLANNERS: dict[str, Planner] = {
     ".jsonl": plan_jsonl,
@@ -52,8 +52,11 @@ class FileSource:
         if any(ch in path for ch in "*?["):
             found = sorted(fs.glob(path))
         elif fs.isdir(path):
-            found = sorted(
-                p for p in fs.find(path) if not p.rsplit("/", 1)[-1].startswith((".", "_"))
+            root = path.rstrip("/") + "/"
+            found = sorted(  # skip hidden and "_" files and folders (_SUCCESS, _temporary/)
+                p
+                for p in fs.find(path)
+                if not any(part.startswith((".", "_")) for part in p[len(root) :].split("/"))
             )
         elif fs.exists(path):
             found = [path]
@@ -69,10 +72,10 @@ class FileSource:
     def plan(self, date: dt.date, piece_rows: int) -> SourcePlan:
         pieces: list[Piece] = []
         files = self.files()
-        for i, path in enumerate(files):
+        for path in files:
             planner = planner_for(path)
             assert planner is not None
-            pieces.extend(planner(self.url, path, i, piece_rows, self.storage_options))
+            pieces.extend(planner(self.url, path, piece_rows, self.storage_options))
         numbered = tuple(replace(p, index=i) for i, p in enumerate(pieces))
         return SourcePlan(source=self.url, pieces=numbered, details={"files": len(files)})
 

@@ -25,6 +25,10 @@ _EXPECTED_CHILDREN = {
 }
 
 
+def _is_text(typ: pa.DataType) -> bool:
+    return bool(pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ))
+
+
 def check_input_schema(schema: pa.Schema, where: str) -> None:
     """Fail with one line naming the field if the file cannot be read as the events table."""
     for name in s.SELECTED_FIELDS:
@@ -35,10 +39,11 @@ def check_input_schema(schema: pa.Schema, where: str) -> None:
             ok = pa.types.is_timestamp(typ) or pa.types.is_string(typ)
         elif name in _EXPECTED_CHILDREN:
             ok = pa.types.is_struct(typ) and all(
-                typ.get_field_index(c) >= 0 for c in _EXPECTED_CHILDREN[name]
+                typ.get_field_index(c) >= 0 and _is_text(typ.field(c).type)
+                for c in _EXPECTED_CHILDREN[name]
             )
         else:
-            ok = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+            ok = _is_text(typ)
         if not ok:
             expected = s.INPUT_SCHEMA.field(name).type
             raise InputError(f"{where}: field {name!r} has type {typ}, expected {expected}")
@@ -71,7 +76,7 @@ def conform(table: pa.Table) -> pa.Table:
 
 
 def plan_parquet(
-    url: str, path: str, file_index: int, piece_rows: int, storage_options: Mapping[str, Any]
+    url: str, path: str, piece_rows: int, storage_options: Mapping[str, Any]
 ) -> list[Piece]:
     fs, _ = filesystem(url, storage_options)
     try:
@@ -130,7 +135,7 @@ def read_parquet(
 
 
 def plan_ipc(
-    url: str, path: str, file_index: int, piece_rows: int, storage_options: Mapping[str, Any]
+    url: str, path: str, piece_rows: int, storage_options: Mapping[str, Any]
 ) -> list[Piece]:
     fs, _ = filesystem(url, storage_options)
     try:

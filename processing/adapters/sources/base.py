@@ -22,7 +22,7 @@ class Piece:
     id: str  # readable, e.g. "day.parquet#rg0-3"
     index: int  # position in the plan; names the piece's output files
     reader: Callable[..., Iterator[pa.Table]]
-    args: Mapping[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold credentials
     estimated_rows: int | None = None
     estimated_bytes: int | None = None
 

@@ -46,7 +46,7 @@ def compression_of(path: str) -> str | None:
 
 
 def plan_jsonl(
-    url: str, path: str, file_index: int, piece_rows: int, storage_options: Mapping[str, Any]
+    url: str, path: str, piece_rows: int, storage_options: Mapping[str, Any]
 ) -> list[Piece]:
     fs, _ = filesystem(url, storage_options)
     size = fs.size(path)
