@@ -28,7 +28,7 @@ def _sort_key(reason: str) -> tuple[int, str]:
     return (_FIELD_ORDER.get(field, len(_FIELD_ORDER)), reason)
 
 
-def _to_frame(normalised: pa.Table) -> pd.DataFrame:
+def model_frame(normalised: pa.Table) -> pd.DataFrame:
     """The columns the model checks; dictionary columns become Categoricals (zero-copy)."""
     frame = normalised.select(_MODEL_COLUMNS).to_pandas()
     for column in _MODEL_COLUMNS:
@@ -48,7 +48,7 @@ def failure_reasons(normalised: pa.Table, run_date: dt.date) -> dict[int, list[s
             if row_defects:
                 by_row[i].update(row_defects)
     try:
-        output_model(run_date).validate(_to_frame(normalised), lazy=True)
+        output_model(run_date).validate(model_frame(normalised), lazy=True)
     except pandera.errors.SchemaErrors as e:
         cases = e.failure_cases
         schema_level = cases[cases["index"].isna()]

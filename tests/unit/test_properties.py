@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processing.adapters.sources.jsonl import parse_lines
 from processing.logic.batch import BatchResult, split_batch
 from processing.logic.normalise import normalise
+from processing.logic.validate import model_frame
 from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.model import output_model
@@ -161,23 +161,8 @@ batches = st.lists(records, max_size=25)
 
 # --- helpers -------------------------------------------------------------------------------------
 def to_frame(valid: pa.Table) -> pd.DataFrame:
-    """The valid rows as pandas, the way processing.logic.validate feeds the model.
-
-    ``normalise`` hands validation dictionary-encoded strings for the columns the model declares
-    as categorical (they become pandas Categoricals); the other text columns become ``str``.
-    """
-    model = output_model(DATE)
-    table = valid.select(MODEL_COLUMNS)
-    for i, column in enumerate(MODEL_COLUMNS):
-        if str(model.columns[column].dtype) == "category":
-            table = table.set_column(i, column, pc.dictionary_encode(table.column(column)))
-    frame = table.to_pandas()
-    for column in MODEL_COLUMNS:
-        if column == s.EVENT_DATETIME or isinstance(frame[column].dtype, pd.CategoricalDtype):
-            continue
-        if frame[column].dtype != "str":
-            frame[column] = frame[column].astype("str")
-    return frame
+    """The valid rows as pandas, exactly as processing.logic.validate feeds the model."""
+    return model_frame(valid)
 
 
 def check_invariants(table: pa.Table, result: BatchResult, first_row: int = 0) -> None:
