@@ -46,11 +46,6 @@ def _move(fs: Any, source: str, target: str) -> None:
     fs.mv(source, target, recursive=True)
 
 
-def staged_dirs(layout: Layout, date: dt.date, run_id: str) -> tuple[str, str]:
-    run = layout.staging_run(date, run_id)
-    return f"{run}/{EVENTS}", f"{run}/{REJECTED}"
-
-
 def _swap_in(fs: Any, layout: Layout, date: dt.date, staging_run: str) -> None:
     """Steps that can be repeated: each staged dataset replaces the published one."""
     previous = layout.previous(date)
@@ -90,7 +85,7 @@ def publishing_started(fs: Any, layout: Layout, date: dt.date, run_id: str) -> b
 
 def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals) -> None:
     """Check the staged files against what the tasks reported (footers only; no data read)."""
-    events_dir, rejected_dir = staged_dirs(layout, date, run_id)
+    events_dir, rejected_dir = layout.staged(date, run_id)
     problems: list[str] = []
     expected = set()
     for f in totals.files:
@@ -126,7 +121,7 @@ def publish(fs: Any, layout: Layout, date: dt.date, run_id: str, manifest: dict[
     If this fails half way, the marker stays and the next run of the date completes it.
     """
     staging_run = layout.staging_run(date, run_id)
-    events_dir, rejected_dir = staged_dirs(layout, date, run_id)
+    events_dir, rejected_dir = layout.staged(date, run_id)
     for directory in (events_dir, rejected_dir):  # a run with no rejected rows publishes none
         fs.makedirs(directory, exist_ok=True)
     with fs.open(f"{events_dir}/{MANIFEST}", "w") as f:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from processing.logic.batch import BatchResult
-from processing.logic.layout import file_name, relative_event_file
+from processing.logic.layout import file_name, partition_dir
 from processing.logic.manifest import FileInfo
 from processing.spec import schema as s
 
@@ -122,7 +122,7 @@ class PieceWriter:
             if event_name is None:
                 output = _Output(self.rejected_dir, "", s.REJECTED_SCHEMA, None)
             else:
-                relative = relative_event_file(event_name, self.piece, 0).rsplit("/", 1)[0]
+                relative = partition_dir(event_name)
                 output = _Output(
                     f"{self.events_dir}/{relative}", relative, _EVENTS_SCHEMA, event_name
                 )

@@ -17,7 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from processing.adapters.publish import staged_dirs
 from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem
 from processing.adapters.writer import PieceWriter, WriteOptions
@@ -58,7 +57,7 @@ def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:
 def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     started = time.perf_counter()
     fs, root = filesystem(ctx.dest, ctx.storage_options)
-    events_dir, rejected_dir = staged_dirs(Layout(root), ctx.date, ctx.run_id)
+    events_dir, rejected_dir = Layout(root).staged(ctx.date, ctx.run_id)
     writer = PieceWriter(fs, events_dir, rejected_dir, piece.index, ctx.write)
     rows_read = rows_valid = rows_rejected = 0
     reasons: Counter[str] = Counter()

@@ -57,9 +57,7 @@ class Layout:
         return self._join(EVENTS, f"{s.EVENT_DATE}={date.isoformat()}")
 
     def events_partition(self, date: dt.date, event_name: str) -> str:
-        if not _EVENT_NAME.fullmatch(event_name):
-            raise ValueError(f"event name {event_name!r} is not a safe partition value")
-        return f"{self.events_date(date)}/{s.EVENT_NAME}={event_name}"
+        return f"{self.events_date(date)}/{partition_dir(event_name)}"
 
     def rejected_date(self, date: dt.date) -> str:
         return self._join(REJECTED, f"{s.EVENT_DATE}={date.isoformat()}")
@@ -74,12 +72,22 @@ class Layout:
     def staging_run(self, date: dt.date, run_id: str) -> str:
         return f"{self.staging_date(date)}/run_id={check_run_id(run_id)}"
 
+    def staged(self, date: dt.date, run_id: str) -> tuple[str, str]:
+        """The run's staged events and rejected directories."""
+        run = self.staging_run(date, run_id)
+        return f"{run}/{EVENTS}", f"{run}/{REJECTED}"
+
     def previous(self, date: dt.date) -> str:
         return self._join("_previous", f"{s.EVENT_DATE}={date.isoformat()}")
 
 
-def relative_event_file(event_name: str, piece: int, sequence: int) -> str:
-    """A valid-rows file's path relative to the date directory (staged or published)."""
+def partition_dir(event_name: str) -> str:
+    """An event name's directory, relative to the date directory (staged or published)."""
     if not _EVENT_NAME.fullmatch(event_name):
         raise ValueError(f"event name {event_name!r} is not a safe partition value")
-    return f"{s.EVENT_NAME}={event_name}/{file_name(piece, sequence)}"
+    return f"{s.EVENT_NAME}={event_name}"
+
+
+def relative_event_file(event_name: str, piece: int, sequence: int) -> str:
+    """A valid-rows file's path relative to the date directory (staged or published)."""
+    return f"{partition_dir(event_name)}/{file_name(piece, sequence)}"

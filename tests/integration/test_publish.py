@@ -34,7 +34,7 @@ def lake(tmp_path: Path) -> tuple[Path, Layout]:
         _write(Path(layout.events_date(date)) / "event_name=click/part-00000-000.parquet", label)
         _write(Path(layout.manifest(date)), label)
         _write(Path(layout.rejected_date(date)) / "part-00000-000.parquet", label)
-    events, rejected = wap.staged_dirs(layout, DATE, "R")
+    events, rejected = layout.staged(DATE, "R")
     _write(Path(events) / "event_name=view/part-00000-000.parquet", "new")
     _write(Path(rejected) / "part-00000-000.parquet", "new")
     return tmp_path, layout
