@@ -9,18 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dask
-from distributed import as_completed
+from distributed import Client, as_completed
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
-from processing.adapters.sources import open_source
+from processing.adapters.sources import Piece, open_source
 from processing.adapters.storage import filesystem, redact_url
 from processing.adapters.writer import WriteOptions
 from processing.app.piece_task import TaskContext, process_piece
@@ -114,33 +114,7 @@ def run(
             dashboard = dashboard_link(client)
             if dashboard:
                 log.info("Dask dashboard: %s", dashboard)
-            tasks = [
-                dask.delayed(process_piece, pure=False)(
-                    piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{run_id}"
-                )
-                for piece in plan.pieces
-            ]
-            futures = client.compute(tasks)  # a lost worker's task reruns (task_retries)
-            results: list[PieceResult] = []
-            try:
-                for future in as_completed(futures):
-                    result = future.result()
-                    results.append(result)
-                    if on_progress:
-                        on_progress(len(results), len(futures), result)
-                    log.info(
-                        "piece %d/%d %s: %d rows (%d rejected) in %.1f s",
-                        len(results),
-                        len(futures),
-                        result.piece,
-                        result.rows_read,
-                        result.rows_rejected,
-                        result.seconds,
-                    )
-            except (KilledWorker, FutureCancelledError) as e:
-                raise TransientError(f"a Dask worker was lost: {e}") from e
-            finally:
-                client.cancel(futures)
+            results = _process(client, plan.pieces, ctx, on_progress)
         totals = reconcile(results)
         _check_totals(totals, settings)
         _storage(wap.audit, fs, layout, settings.date, run_id, totals)
@@ -169,6 +143,43 @@ def run(
         manifest_path=_url(settings.dest, layout.manifest(settings.date), root),
         dashboard=dashboard,
     )
+
+
+def _process(
+    client: Client,
+    pieces: Sequence[Piece],
+    ctx: TaskContext,
+    on_progress: Callable[[int, int, PieceResult], None] | None,
+) -> list[PieceResult]:
+    """One lazy task per piece, computed once; progress logged as pieces finish."""
+    tasks = [
+        dask.delayed(process_piece, pure=False)(
+            piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{ctx.run_id}"
+        )
+        for piece in pieces
+    ]
+    futures = client.compute(tasks)  # a lost worker's task reruns (task_retries)
+    results: list[PieceResult] = []
+    try:
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            if on_progress:
+                on_progress(len(results), len(futures), result)
+            log.info(
+                "piece %d/%d %s: %d rows (%d rejected) in %.1f s",
+                len(results),
+                len(futures),
+                result.piece,
+                result.rows_read,
+                result.rows_rejected,
+                result.seconds,
+            )
+    except (KilledWorker, FutureCancelledError) as e:
+        raise TransientError(f"a Dask worker was lost: {e}") from e
+    finally:
+        client.cancel(futures)
+    return results
 
 
 def _storage(step: Callable[..., Any], fs: Any, *args: Any) -> Any:
