@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import dask
 from distributed import Client, LocalCluster
 
-from processing.spec.errors import TransientError
+from processing.spec.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ def dask_client(
     if scheduler:
         try:
             client = Client(scheduler, timeout="30s")
+        except ValueError as e:
+            raise ConfigError(f"--scheduler {scheduler!r} is not an address: {e}") from e
         except (OSError, TimeoutError) as e:
             raise TransientError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
         try:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
 from processing.logic.manifest import RunTotals
-from processing.spec.errors import AuditError
+from processing.spec.errors import AuditError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,15 @@ def _swap_in(fs: Any, layout: Layout, date: dt.date, staging_run: str) -> None:
 
 
 def prepare(fs: Any, layout: Layout, date: dt.date) -> None:
-    """Complete an interrupted publish of this date, then remove all of its staging."""
+    """Check the destination takes writes; complete an interrupted publish of this date; then
+    remove all of its staging."""
     staging = layout.staging_date(date)
-    if not fs.exists(staging):
-        return
+    try:
+        fs.makedirs(staging, exist_ok=True)
+        fs.pipe(f"{staging}/.write-probe", b"")
+        fs.rm(f"{staging}/.write-probe")
+    except OSError as e:
+        raise ConfigError(f"cannot write under the destination {layout.root}: {e}") from e
     for entry in fs.ls(staging, detail=False):
         run_dir = entry.rstrip("/")
         if fs.exists(f"{run_dir}/{MARKER}"):

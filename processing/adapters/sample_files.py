@@ -28,9 +28,23 @@ def is_text(path: str) -> bool:
 
 
 def write_chunks(path: str, chunks: Iterable[pa.Table | list[str]]) -> int:
-    """Write ``chunks`` (tables for typed formats, lists of lines for text) and count rows."""
+    """Write ``chunks`` (tables for typed formats, lists of lines for text) and count rows.
+
+    The file appears only when complete (written beside it, then renamed): a failed or
+    interrupted run leaves no half-written input behind that a later run would read.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        rows = _write(path, partial, chunks)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
+
+
+def _write(path: str, target: Path, chunks: Iterable[pa.Table | list[str]]) -> int:
     rows = 0
     if is_text(path):
         opener = gzip.open if path.endswith(".gz") else open
@@ -47,7 +61,7 @@ def write_chunks(path: str, chunks: Iterable[pa.Table | list[str]]) -> int:
                 writer.write_table(table, row_group_size=1_000_000)
                 rows += table.num_rows
         return rows
-    with ipc.new_file(target, s.INPUT_SCHEMA) as writer:
+    with ipc.new_file(str(target), s.INPUT_SCHEMA) as writer:
         for table in chunks:
             assert isinstance(table, pa.Table)
             writer.write_table(table, max_chunksize=250_000)

@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed (not
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -80,6 +81,8 @@ def _setup_logging(level: str) -> None:
     if numeric > logging.DEBUG:  # Dask configures its loggers itself, from this, when imported
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        # a failed task is reported once, as one line, by the client: not also by the worker
+        logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
 
 
 def _human(n: float) -> str:
@@ -128,8 +131,10 @@ def _generate(args: argparse.Namespace) -> int:
     from processing.adapters.sample_files import is_text, write_chunks
     from processing.logic.generate import GenerateParams, generate
 
-    if args.rows < 0 or not 0.0 <= args.bad_fraction <= 1.0:
-        raise ConfigError("--rows must be >= 0 and --bad-fraction between 0 and 1")
+    if args.rows < 0 or args.seed < 0 or not 0.0 <= args.bad_fraction <= 1.0:
+        raise ConfigError("--rows and --seed must be >= 0, --bad-fraction between 0 and 1")
+    if not dt.date(1, 1, 2) <= args.date <= dt.date(9999, 12, 30):
+        raise ConfigError("--date must leave a day on each side (bad rows use the next day)")
     started = time.perf_counter()
     params = GenerateParams(
         date=args.date,
@@ -138,7 +143,10 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         text=is_text(args.out),
     )
-    rows = write_chunks(args.out, generate(params))
+    try:
+        rows = write_chunks(args.out, generate(params))
+    except OSError as e:
+        raise ConfigError(f"cannot write {args.out}: {e}") from e
     print(
         f"wrote {rows:,} events for {args.date} to {args.out} "
         f"in {time.perf_counter() - started:.1f} s"

@@ -207,5 +207,8 @@ def _discard_staging(fs: Any, layout: Layout, date: dt.date, run_id: str) -> Non
         staging = layout.staging_run(date, run_id)
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
+        staging_date = layout.staging_date(date)
+        if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
+            fs.rm(staging_date, recursive=True)
     except Exception:
         log.warning("could not remove staging of run %s; the next run will", run_id)

@@ -114,6 +114,7 @@ class Settings:
             (self.piece_rows >= 1, "piece_rows must be at least 1"),
             (self.batch_rows >= 1, "batch_rows must be at least 1"),
             (self.row_group_rows >= 1, "row_group_rows must be at least 1"),
+            (self.max_buffered_rows >= 1, "max_buffered_rows must be at least 1"),
             (self.max_file_rows >= self.row_group_rows, "max_file_rows must be >= row_group_rows"),
             (1 <= self.zstd_level <= 22, "zstd_level must be between 1 and 22"),
             (0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction must be in [0, 1]"),
@@ -126,7 +127,8 @@ class Settings:
             from dask.utils import parse_bytes
 
             try:
-                parse_bytes(self.memory_limit)
+                if parse_bytes(self.memory_limit) <= 0:
+                    raise ValueError("not positive")
             except ValueError:
                 raise ConfigError(
                     f"bad setting: memory_limit {self.memory_limit!r} is not a size like 4GiB"

@@ -297,6 +297,19 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
             "run id",
         ),
         (["--date", "23/10/2023", "--source", str(SAMPLE), "--dest", "x"], {}, 2, "YYYY-MM-DD"),
+        (["--date", DATE, "--source", str(SAMPLE), "--dest", str(SAMPLE)], {}, 2, "cannot write"),
+        (
+            ["--date", DATE, "--source", str(SAMPLE), "--dest", "x", "--scheduler", "nonsense"],
+            {},
+            2,
+            "not an address",
+        ),
+        (
+            ["--date", DATE, "--source", str(SAMPLE), "--dest", "x"],
+            {"PROCESSING_MEMORY_LIMIT": "-5GiB"},
+            2,
+            "memory_limit",
+        ),
     ],
     ids=[
         "no-dest",
@@ -306,6 +319,9 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
         "bad-env",
         "bad-run-id",
         "bad-date",
+        "dest-is-a-file",
+        "bad-scheduler-address",
+        "negative-memory-limit",
     ],
 )
 def test_bad_configuration_fails_fast_with_one_clear_line(cli, args, env, code, message) -> None:
@@ -313,6 +329,26 @@ def test_bad_configuration_fails_fast_with_one_clear_line(cli, args, env, code, 
     assert done.returncode == code, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "-1"], "--seed"),
+        (["--date", "9999-12-31"], "a day on each side"),
+        (["--out", "/proc/nowhere/day.parquet"], "cannot write"),
+        (["--out", "day.csv"], "cannot tell the format"),
+    ],
+    ids=["negative-seed", "last-date", "unwritable", "unknown-format"],
+)
+def test_generate_refuses_bad_arguments_and_leaves_no_file(cli, tmp_path, args, message) -> None:
+    defaults = {"--date": DATE, "--rows": "10", "--out": str(tmp_path / "day.parquet")}
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    flags = [item for k, v in {**defaults, **given}.items() for item in (k, v)]
+    done = cli("generate", *flags, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_empty_day_is_refused_unless_allowed(cli, tmp_path: Path) -> None:

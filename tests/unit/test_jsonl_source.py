@@ -429,3 +429,30 @@ def test_bad_records_line_by_line(number: int, want: str | None) -> None:
     else:
         assert result.rejected.column("reason").to_pylist() == [want]
         assert result.rejected.column("source_record").to_pylist() == [raw.decode()]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            b'{"timestamp": "2023-10-23T12:00:00Z", "event_name": "view", '
+            b'"user_identifiers": {"platform": "web", "id": "\\ud800"}}',
+            id="lone-surrogate-in-a-read-field",
+        ),
+        pytest.param(
+            b'{"timestamp": "2023-10-23T12:00:00Z", "event_name": "view", '
+            b'"user_identifiers": {"platform": "web", "id": "u"}, "x": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            id="absurdly-deep-extra-field",
+        ),
+    ],
+)
+def test_lines_python_cannot_hold_are_rejected_not_fatal(raw: bytes) -> None:
+    # the `null` line sends the block to the line-by-line parser, where Python's limits apply
+    # (Arrow's reader, when the whole block suits it, ignores the deep extra field as it should)
+    table = jsonl.parse_lines([line(), raw, b"null"])
+    result = split_batch(table, DATE)
+    assert result.valid.num_rows == 1
+    assert result.rejected.column("reasons").to_pylist() == [[INVALID_JSON], [INVALID_JSON]]

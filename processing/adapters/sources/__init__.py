@@ -37,6 +37,16 @@ def planner_for(path: str) -> Planner | None:
     return None
 
 
+def _visible(paths: list[str], base: str) -> list[str]:
+    """Skip hidden and "_" files and folders under ``base`` (_SUCCESS, _temporary/, .git)."""
+    root = base.rstrip("/") + "/"
+    return sorted(
+        p
+        for p in paths
+        if not any(part.startswith((".", "_")) for part in p.removeprefix(root).split("/"))
+    )
+
+
 @dataclass(frozen=True)
 class FileSource:
     """A file, a directory of files, or a glob, in any of the formats of ``PLANNERS``.
@@ -50,14 +60,10 @@ class FileSource:
     def files(self) -> list[str]:
         fs, path = filesystem(self.url, self.storage_options)
         if any(ch in path for ch in "*?["):
-            found = sorted(fs.glob(path))
+            base = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
+            found = _visible(fs.glob(path), base)
         elif fs.isdir(path):
-            root = path.rstrip("/") + "/"
-            found = sorted(  # skip hidden and "_" files and folders (_SUCCESS, _temporary/)
-                p
-                for p in fs.find(path)
-                if not any(part.startswith((".", "_")) for part in p[len(root) :].split("/"))
-            )
+            found = _visible(fs.find(path), path)
         elif fs.exists(path):
             found = [path]
         else:

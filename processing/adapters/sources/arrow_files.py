@@ -26,6 +26,9 @@ _EXPECTED_CHILDREN = {
 
 
 def _is_text(typ: pa.DataType) -> bool:
+    """Plain, large or dictionary-encoded strings (or all-null): cast to plain strings."""
+    if pa.types.is_dictionary(typ):
+        typ = typ.value_type
     return bool(pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ))
 
 
@@ -36,7 +39,7 @@ def check_input_schema(schema: pa.Schema, where: str) -> None:
             raise InputError(f"{where}: field {name!r} is missing (found {schema.names})")
         typ = schema.field(name).type
         if name == "timestamp":
-            ok = pa.types.is_timestamp(typ) or pa.types.is_string(typ)
+            ok = pa.types.is_timestamp(typ) or _is_text(typ)
         elif name in _EXPECTED_CHILDREN:
             ok = pa.types.is_struct(typ) and all(
                 typ.get_field_index(c) >= 0 and _is_text(typ.field(c).type)
@@ -69,7 +72,7 @@ def conform(table: pa.Table) -> pa.Table:
                 for chunk in column.chunks
             ]
             column = pa.chunked_array(arrays, type=target)
-        elif name != "timestamp":
+        else:  # text (plain, large or dictionary-encoded) as plain strings
             column = column.cast(pa.string())
         columns.append(column)
     return pa.Table.from_arrays(columns, names=list(s.SELECTED_FIELDS))

@@ -78,9 +78,22 @@ def _lines(f: io.BufferedIOBase, start: int, end: int | None) -> Iterator[bytes]
             yield line
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # JSON may escape lone surrogates ("\ud800"): not text
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _coerce(value: Any, defect: str, defects: list[str]) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if _is_unicode(value):
+            return value
+        defects.append(r.reason(r.RECORD, r.INVALID_JSON))
+        return None
     defects.append(defect)
     return None
 
@@ -89,7 +102,7 @@ def parse_line(line: bytes) -> tuple[dict[str, Any], list[str]]:
     """One line to a record of the text schema and its defects (slow path, never raises)."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # also: absurdly deep nesting, 5,000-digit numbers
         return {}, [r.reason(r.RECORD, r.INVALID_JSON)]
     if not isinstance(obj, dict):
         return {}, [r.reason(r.RECORD, r.INVALID_JSON)]
