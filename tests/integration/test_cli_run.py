@@ -324,7 +324,10 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
         "negative-memory-limit",
     ],
 )
-def test_bad_configuration_fails_fast_with_one_clear_line(cli, args, env, code, message) -> None:
+def test_bad_configuration_fails_fast_with_one_clear_line(
+    cli, tmp_path, *, args, env, code, message
+) -> None:
+    args = [str(tmp_path / "x") if a == "x" else a for a in args]  # never write in the repo
     done = cli("run", *args, env=env, timeout=60)
     assert done.returncode == code, (done.stdout, done.stderr)
     assert message in done.stderr
