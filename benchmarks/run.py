@@ -282,6 +282,22 @@ def _discard(dest: Path, keep: bool) -> None:
         shutil.rmtree(dest, ignore_errors=True)
 
 
+def _result(
+    name: str, rows: int, source: Path, dest: Path, timed: Timed, **measured: Any
+) -> Result:
+    """A Result from a finished run: its timing, its input and the events it wrote."""
+    output_bytes, output_files = _events_output(dest)
+    return Result(
+        name=name,
+        rows=rows,
+        input_bytes=source.stat().st_size,
+        **asdict(timed),
+        output_bytes=output_bytes,
+        output_files=output_files,
+        **measured,
+    )
+
+
 @dataclass(frozen=True)
 class Bench:
     workdir: Path
@@ -304,17 +320,11 @@ class Bench:
             manifest = json.loads(manifest_path.read_text())
             if manifest["rows_read"] != rows:
                 raise BenchmarkError(f"{name} read {manifest['rows_read']:,} rows, not {rows:,}")
-            output_bytes, output_files = _events_output(dest)
-            return Result(
-                name=name,
-                rows=rows,
-                input_bytes=source.stat().st_size,
-                **asdict(timed),
-                output_bytes=output_bytes,
-                output_files=output_files,
+            return _result(
+                name, rows, source, dest, timed,
                 valid_rows=int(manifest["rows_valid"]),
                 reported_seconds=float(manifest["duration_seconds"]),
-            )
+            )  # fmt: skip
         finally:
             _discard(dest, self.keep)
 
@@ -326,16 +336,8 @@ class Bench:
             script = str(Path(__file__).resolve())
             command = [sys.executable, script, "--floor-only", str(source), str(dest)]
             timed = measure(name, command, self.workdir / "logs" / f"{name}.log", self.wait_idle)
-            output_bytes, output_files = _events_output(dest)
-            return Result(
-                name=name,
-                rows=rows,
-                input_bytes=source.stat().st_size,
-                **asdict(timed),
-                output_bytes=output_bytes,
-                output_files=output_files,
-                valid_rows=ds.dataset(dest / "events", format="parquet").count_rows(),
-            )
+            valid = ds.dataset(dest / "events", format="parquet").count_rows()
+            return _result(name, rows, source, dest, timed, valid_rows=valid)
         finally:
             _discard(dest, self.keep)
 
