@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: The valid rows as the writer gets them (categoricals dictionary-encoded, written as such).
 _EVENTS_SCHEMA = s.VALID_SCHEMA.remove(s.VALID_SCHEMA.get_field_index(s.EVENT_NAME))
 
+#: Columns written with Parquet dictionary encoding: the categoricals, and the rejection reasons.
+_DICTIONARY_COLUMNS = frozenset({*s.CATEGORICAL, "reason", "reasons", "piece"})
+
 #: Rows are sorted by time within each row group: tight min/max statistics let readers skip row
 #: groups and pages for time-range queries, and sorted timestamps delta-encode to a few bits.
 SORT_KEYS: tuple[tuple[str, str], ...] = ((s.EVENT_DATETIME, "ascending"),)
@@ -40,12 +43,16 @@ class WriteOptions:
     zstd_level: int = 1
 
     def parquet_kwargs(self, schema: pa.Schema) -> dict[str, Any]:
-        """zstd; dictionary-encoded strings; delta-encoded timestamps; statistics and page index."""
+        """zstd; dictionary-encoded categoricals; delta-encoded timestamps; page index.
+
+        High-cardinality strings (user ids) are not dictionary-encoded: their dictionary page
+        would overflow and fall back to plain encoding anyway, after hashing every value.
+        """
         timestamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
         return {
             "compression": "zstd",
             "compression_level": self.zstd_level,
-            "use_dictionary": [f.name for f in schema if f.name not in timestamps],
+            "use_dictionary": [f.name for f in schema if f.name in _DICTIONARY_COLUMNS],
             "column_encoding": {name: "DELTA_BINARY_PACKED" for name in timestamps},
             "write_statistics": True,
             "write_page_index": True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import logging
 import os
 import sys
@@ -122,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
     _setup_logging(settings.log_level)
     from processing.app.pipeline import run
 
+    # The imports above leave about a million long-lived objects (pandas, Dask, Pandera). Freezing
+    # them keeps the cyclic garbage collector from walking them again on every full collection
+    # during the run, and at exit (about 0.4 s of a run's wall time on 2 cores).
+    gc.freeze()
     report = run(settings)
     print(summary(report))
     return 0

@@ -38,13 +38,31 @@ def _per_distinct(values: Any, fn: Callable[[pa.Array], pa.Array]) -> pa.Diction
     The result is dictionary-encoded with unique, non-null dictionary values (nulls are null
     indices), which pandas reads as a Categorical: validation then also runs once per value.
     """
-    encoded = pc.dictionary_encode(values, null_encoding="encode")
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        encoded = _nulls_in_dictionary(values)
+    else:
+        encoded = pc.dictionary_encode(values, null_encoding="encode")
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
     mapped = pc.dictionary_encode(fn(encoded.dictionary))  # distinct inputs may normalise alike
     return pa.DictionaryArray.from_arrays(
         pc.take(mapped.indices, encoded.indices), mapped.dictionary
     )
+
+
+def _nulls_in_dictionary(values: Any) -> pa.DictionaryArray:
+    """An already dictionary-encoded input, in the form ``dictionary_encode(null_encoding=
+    "encode")`` gives: one array, and null rows pointing at a null dictionary value (so that the
+    normalisation of null, e.g. a default, is applied through the dictionary too)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = (
+            pa.table({"v": values}).unify_dictionaries().column("v").combine_chunks()
+            if values.num_chunks != 1
+            else values.chunk(0)
+        )
+    dictionary = pa.concat_arrays([values.dictionary, pa.nulls(1, values.dictionary.type)])
+    indices = pc.fill_null(values.indices.cast(pa.int32()), len(values.dictionary))
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def _event_name(values: pa.Array) -> pa.Array:
@@ -126,7 +144,6 @@ def normalise(batch: pa.Table | pa.RecordBatch) -> pa.Table:
         s.SKU: _per_distinct(_nested(table, "product_information", "SKU"), _sku),
     }
     out = pa.table(columns)
-    defect_column = pa.array(
-        defects if defects is not None else [None] * n, type=pa.list_(pa.string())
-    )
+    defect_type = pa.list_(pa.string())
+    defect_column = pa.nulls(n, defect_type) if defects is None else pa.array(defects, defect_type)
     return out.append_column(s.DEFECTS_COLUMN, defect_column)

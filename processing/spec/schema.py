@@ -32,6 +32,16 @@ INPUT_SCHEMA = pa.schema(
     ]
 )
 
+#: The input's text fields with few distinct values (``struct.child`` for nested ones). A source
+#: may deliver them dictionary-encoded (as Parquet stores them) instead of as plain strings: the
+#: transform normalises once per distinct value either way, and skips the hashing when they are.
+CATEGORICAL_INPUT: tuple[str, ...] = (
+    "event_name",
+    "user_identifiers.platform",
+    "product_information.name",
+    "product_information.SKU",
+)
+
 #: The same record as text sources (JSON Lines) carry it: the timestamp is still a string.
 TEXT_INPUT_SCHEMA = INPUT_SCHEMA.set(0, pa.field("timestamp", pa.string()))
 

@@ -76,7 +76,9 @@ class Settings:
         default="auto", metadata=_opt(help="memory limit per LocalCluster worker, e.g. 4GiB")
     )
     piece_rows: int = field(default=1_000_000, metadata=_opt(int, help="rows per Dask task"))
-    batch_rows: int = field(default=524_288, metadata=_opt(int, help="rows per source batch"))
+    batch_rows: int = field(
+        default=1_000_000, metadata=_opt(int, help="rows per source batch (validated at once)")
+    )
     row_group_rows: int = field(
         default=1_048_576, metadata=_opt(int, help="rows per Parquet row group (at most)")
     )

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from processing.adapters.sources import open_source
 from processing.adapters.sources.arrow_files import check_input_schema, conform
+from processing.logic.batch import split_batch
 from processing.spec import schema as s
 from processing.spec.errors import InputError
 
@@ -60,7 +66,10 @@ def test_accepted_shapes_conform_to_the_input_schema(types: dict) -> None:
     conformed = conform(table)
     assert conformed.column("event_name").to_pylist() == ["view"]
     assert conformed.schema.field("user_identifiers").type == s.USER_IDENTIFIERS
-    assert conformed.schema.field("event_name").type == pa.string()
+    # a dictionary-encoded categorical stays one (of plain strings); other text becomes plain
+    dictionary = pa.types.is_dictionary(types.get("event_name", pa.null()))
+    expected = pa.dictionary(pa.int32(), pa.string()) if dictionary else pa.string()
+    assert conformed.schema.field("event_name").type == expected
 
 
 REFUSED = [
@@ -89,3 +98,44 @@ def test_wrong_shapes_are_refused_naming_the_field(types: dict, named: str) -> N
 def test_a_missing_field_is_refused() -> None:
     with pytest.raises(InputError, match="'product_information' is missing"):
         check_input_schema(_table().schema.remove(3), "t.parquet")
+
+
+def test_parquet_categoricals_are_read_as_dictionaries_with_the_same_result(tmp_path: Path) -> None:
+    """Parquet's own dictionaries are kept (no decoding and re-hashing); nothing else changes."""
+    rows = [
+        ("2023-10-23T01:00:00Z", "View", " web ", "u1", "Mouse", "sku-1"),
+        ("2023-10-23T02:00:00Z", "add-to-cart", None, "u2", None, None),
+        ("2023-10-23T03:00:00Z", None, "IOS", "u3", "Mouse", "SKU-1"),
+        ("2023-10-24T03:00:00Z", "view", "web", None, "Stand", "bad sku"),
+        ("2023-10-23T04:00:00Z", "  ", "", "u4", "Stand", "SKU-2"),
+    ]
+    table = pa.table(
+        {
+            "timestamp": pa.array([r[0] for r in rows]).cast(pa.timestamp("us", tz="UTC")),
+            "event_name": [r[1] for r in rows],
+            "user_identifiers": pa.array(
+                [{"platform": r[2], "id": r[3]} for r in rows], s.USER_IDENTIFIERS
+            ),
+            "product_information": pa.array(
+                [None if r[4] is None else {"name": r[4], "SKU": r[5]} for r in rows],
+                s.PRODUCT_INFORMATION,
+            ),
+        }
+    )
+    path = tmp_path / "day.parquet"
+    pq.write_table(table, path)
+    [piece] = open_source(str(path)).plan(dt.date(2023, 10, 23), 100).pieces
+    [read] = list(piece.read(100))
+    assert pa.types.is_dictionary(read.schema.field("event_name").type)
+    assert pa.types.is_dictionary(read.schema.field("user_identifiers").type.field("platform").type)
+    assert read.schema.field("user_identifiers").type.field("id").type == pa.string()
+
+    from_dictionaries = split_batch(read, dt.date(2023, 10, 23))
+    from_strings = split_batch(table, dt.date(2023, 10, 23))
+    assert from_dictionaries.valid.to_pylist() == from_strings.valid.to_pylist()
+    assert from_dictionaries.rejected.to_pylist() == from_strings.rejected.to_pylist()
+    assert from_dictionaries.valid.column("platform").to_pylist() == ["web", "unknown"]
+    assert from_dictionaries.reasons == {
+        "event_name:missing": 2,
+        "event_datetime:outside_run_date": 1,
+    }

@@ -52,8 +52,22 @@ def check_input_schema(schema: pa.Schema, where: str) -> None:
             raise InputError(f"{where}: field {name!r} has type {typ}, expected {expected}")
 
 
+_TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _text(values: Any, path: str) -> Any:
+    """Text as plain strings; categorical fields may stay dictionary-encoded (no re-hashing)."""
+    if pa.types.is_dictionary(values.type) and path in s.CATEGORICAL_INPUT:
+        return values.cast(_TEXT_DICTIONARY)
+    return values.cast(pa.string())
+
+
 def conform(table: pa.Table) -> pa.Table:
-    """Project the selected fields and cast to the input shape (timestamps to us, UTC)."""
+    """Project the selected fields and cast to the input shape (timestamps to us, UTC).
+
+    Categorical text fields (``schema.CATEGORICAL_INPUT``) that the file dictionary-encodes stay
+    dictionaries of strings; every other text field becomes plain strings.
+    """
     columns = []
     for name in s.SELECTED_FIELDS:
         column = table.column(name)
@@ -62,18 +76,22 @@ def conform(table: pa.Table) -> pa.Table:
                 column = pc.assume_timezone(column, "UTC")
             column = pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False)
         elif name in _EXPECTED_CHILDREN:
-            target = s.INPUT_SCHEMA.field(name).type
+            children = _EXPECTED_CHILDREN[name]
             arrays = [
                 pa.StructArray.from_arrays(
-                    [pc.struct_field(chunk, c).cast(pa.string()) for c in _EXPECTED_CHILDREN[name]],
-                    fields=list(target),
+                    [_text(pc.struct_field(chunk, c), f"{name}.{c}") for c in children],
+                    names=list(children),
                     mask=chunk.is_null(),
                 )
                 for chunk in column.chunks
             ]
-            column = pa.chunked_array(arrays, type=target)
-        else:  # text (plain, large or dictionary-encoded) as plain strings
-            column = column.cast(pa.string())
+            column = (
+                pa.chunked_array(arrays)
+                if arrays
+                else pa.chunked_array([], s.INPUT_SCHEMA.field(name).type)
+            )
+        else:  # text (plain, large or dictionary-encoded)
+            column = _text(column, name)
         columns.append(column)
     return pa.Table.from_arrays(columns, names=list(s.SELECTED_FIELDS))
 
@@ -89,6 +107,7 @@ def plan_parquet(
     except (OSError, pa.ArrowInvalid) as e:
         raise InputError(f"{path}: cannot read as Parquet: {e}") from e
     check_input_schema(schema, path)
+    dictionary_paths = _dictionary_paths(schema)
     groups: list[list[int]] = [[]]
     rows: list[int] = [0]
     sizes: list[int] = [0]
@@ -111,6 +130,7 @@ def plan_parquet(
                 "path": path,
                 "row_groups": tuple(g),
                 "storage_options": storage_options,
+                "dictionary_paths": dictionary_paths,
             },
             estimated_rows=n,
             estimated_bytes=b,
@@ -120,6 +140,23 @@ def plan_parquet(
     ]
 
 
+def _dictionary_paths(schema: pa.Schema) -> tuple[str, ...]:
+    """The categorical fields this file holds as strings (readable as dictionaries)."""
+    paths: list[str] = []
+    for path in s.CATEGORICAL_INPUT:
+        name, _, child = path.partition(".")
+        if name not in schema.names:
+            continue
+        typ = schema.field(name).type
+        if child:
+            if not pa.types.is_struct(typ) or typ.get_field_index(child) < 0:
+                continue
+            typ = typ.field(child).type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            paths.append(path)
+    return tuple(paths)
+
+
 def read_parquet(
     *,
     url: str,
@@ -127,10 +164,12 @@ def read_parquet(
     row_groups: tuple[int, ...],
     storage_options: Mapping[str, Any],
     batch_rows: int,
+    dictionary_paths: tuple[str, ...] = (),
 ) -> Iterator[pa.Table]:
     fs, _ = filesystem(url, storage_options)
     with fs.open(path, "rb") as f:
-        parquet = pq.ParquetFile(f)
+        # Parquet stores the categorical fields dictionary-encoded: read them so, not as strings
+        parquet = pq.ParquetFile(f, read_dictionary=list(dictionary_paths))
         for batch in parquet.iter_batches(
             batch_size=batch_rows, row_groups=list(row_groups), columns=list(s.SELECTED_FIELDS)
         ):
