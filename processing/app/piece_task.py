@@ -23,6 +23,7 @@ from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic.batch import split_batch
 from processing.logic.layout import Layout
 from processing.logic.manifest import PieceResult
+from processing.spec import schema as s
 from processing.spec.errors import InputError, PipelineError, TransientError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,24 @@ class TaskContext:
     batch_rows: int
     write: WriteOptions
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def warm_up(date: dt.date) -> None:
+    """Run the transform once on two rows (one valid, one not), on a worker, before the pieces.
+
+    The first validation registers Pandera's backends and compiles patterns; done once here, on
+    one thread, instead of by every task thread at once behind Python's import lock (which cost
+    the first pieces 0.4-0.8 s each on 2 cores). Run on every worker with ``Client.run``.
+    """
+    start = dt.datetime.combine(date, dt.time(12), tzinfo=dt.UTC)
+    rows = [
+        (start, "view", {"platform": "web", "id": "u1"}, {"name": "Mouse", "SKU": "SKU-1"}),
+        (None, " ", None, None),
+    ]
+    batch = pa.table(
+        [pa.array(column) for column in zip(*rows, strict=True)], schema=s.INPUT_SCHEMA
+    )
+    split_batch(batch, date, "warm-up")
 
 
 def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:

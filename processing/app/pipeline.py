@@ -23,7 +23,7 @@ from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.sources import Piece, open_source
 from processing.adapters.storage import filesystem, redact_url
 from processing.adapters.writer import WriteOptions
-from processing.app.piece_task import TaskContext, process_piece
+from processing.app.piece_task import TaskContext, process_piece, warm_up
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import PieceResult, RunTotals, build_manifest, reconcile
 from processing.spec.errors import AuditError, ConfigError, InputError, TransientError
@@ -152,6 +152,7 @@ def _process(
     on_progress: Callable[[int, int, PieceResult], None] | None,
 ) -> list[PieceResult]:
     """One lazy task per piece, computed once; progress logged as pieces finish."""
+    client.run(warm_up, ctx.date)  # once per worker, before its task threads start at once
     tasks = [
         dask.delayed(process_piece, pure=False)(
             piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{ctx.run_id}"
