@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from processing.logic.batch import BatchResult
 from processing.logic.layout import file_name, partition_dir
 from processing.logic.manifest import FileInfo
+from processing.logic.order import time_order
 from processing.spec import schema as s
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ _DICTIONARY_COLUMNS = frozenset({*s.CATEGORICAL, "reason", "reasons", "piece"})
 
 #: Rows are sorted by time within each row group: tight min/max statistics let readers skip row
 #: groups and pages for time-range queries, and sorted timestamps delta-encode to a few bits.
-SORT_KEYS: tuple[tuple[str, str], ...] = ((s.EVENT_DATETIME, "ascending"),)
+SORT_KEY = s.EVENT_DATETIME
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class PieceWriter:
         table = pa.concat_tables(output.buffer).unify_dictionaries().combine_chunks()
         output.buffer, output.buffered = [], 0
         if output.event_name is not None:
-            table = table.sort_by(list(SORT_KEYS))
+            table = table.take(time_order(table.column(SORT_KEY)))
         for start in range(0, table.num_rows, self.options.row_group_rows):
             chunk = table.slice(start, self.options.row_group_rows)
             if output.writer is not None and output.rows_in_file >= self.options.max_file_rows:
