@@ -50,3 +50,7 @@ class TransientError(PipelineError):
 
     exit_code = 75  # EX_TEMPFAIL
     retryable = True
+
+
+class SessionExpiredError(TransientError):
+    """A source's read session is gone (BigQuery's last 6 hours): plan again, same snapshot."""

@@ -1,0 +1,1 @@
+"""Local stand-ins for cloud services, for tests, demos and offline notebooks."""

@@ -1,0 +1,413 @@
+"""A local BigQuery Storage Read API: ``google.cloud.bigquery.storage.v1.BigQueryRead`` over gRPC.
+
+It serves local files as tables (see :mod:`processing.emulator.tables`) to the real
+``google-cloud-bigquery-storage`` client, as the service does:
+
+- ``CreateReadSession`` honours ``selected_fields``, the row restrictions the source writes (any
+  other is refused with INVALID_ARGUMENT, as bad SQL would be), the snapshot time, the requested
+  stream counts and the Arrow buffer compression (LZ4_FRAME, ZSTD), and estimates rows and bytes.
+  An unknown table is NOT_FOUND. Sessions expire (6 hours, or ``session_ttl_seconds``).
+- ``ReadRows`` streams Arrow record batches of about 1 MiB, the schema on the first message and
+  ``row_count`` on every one, from the requested ``offset``: what the client resumes with.
+- ``SplitReadStream`` answers that a stream cannot be split (allowed by the API).
+
+Faults for tests and demos (:class:`Faults`, changeable while it runs): abort each stream once
+with UNAVAILABLE after N rows, RESOURCE_EXHAUSTED on the first N session requests, a delay per
+message, short-lived sessions.
+
+Run it with ``python -m processing emulator bigquery --table PROJECT.DATASET.TABLE=PATH``, or
+in-process with ``with Emulator({...}) as address:``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pyarrow as pa
+import pyarrow.compute as pc
+from google.cloud.bigquery_storage_v1 import types
+from google.protobuf import timestamp_pb2
+
+from processing.emulator.tables import (
+    Table,
+    TableError,
+    Unit,
+    assign,
+    batches,
+    split_units,
+    window_mask,
+)
+from processing.logic import bigquery as bq
+
+log = logging.getLogger(__name__)
+
+SERVICE = "google.cloud.bigquery.storage.v1.BigQueryRead"
+SESSION_LIFETIME = dt.timedelta(hours=6)
+MESSAGE_BYTES = 1 << 20
+DEFAULT_MAX_STREAMS = 1000
+_CODECS = {
+    types.ArrowSerializationOptions.CompressionCodec.LZ4_FRAME: "lz4",
+    types.ArrowSerializationOptions.CompressionCodec.ZSTD: "zstd",
+}
+
+
+@dataclass
+class Faults:
+    unavailable_after_rows: int | None = None  # each stream aborts once, after this many rows
+    resource_exhausted: int = 0  # the next N CreateReadSession calls are refused
+    delay_seconds: float = 0.0  # before each ReadRows message
+    session_ttl_seconds: float | None = None  # sessions expire sooner than 6 hours
+
+
+@dataclass
+class _Session:
+    name: str
+    table: Table
+    columns: list[str]  # selected, in the table's order
+    window: bq.Window | None
+    compression: str | None
+    streams: list[list[Unit]]
+    schema: pa.Schema
+    expires: dt.datetime
+    rows: int
+    aborted: set[int] = field(default_factory=set)  # streams already failed once
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class BigQueryReadServicer:
+    """The RPC implementations; :class:`Emulator` puts them behind a gRPC server."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, str],
+        faults: Faults | None = None,
+        min_rows_per_stream: int = 100_000,
+    ) -> None:
+        self.tables = {name: Table(name, path) for name, path in tables.items()}
+        self.faults = faults or Faults()
+        self.min_rows_per_stream = max(1, min_rows_per_stream)
+        self.sessions: dict[str, _Session] = {}
+        self.calls: dict[str, int] = {"CreateReadSession": 0, "ReadRows": 0}
+        self._lock = threading.Lock()
+
+    # --- CreateReadSession ----------------------------------------------------------------------
+    def create_read_session(
+        self, request: types.CreateReadSessionRequest, context: grpc.ServicerContext
+    ) -> types.ReadSession:
+        self.calls["CreateReadSession"] += 1
+        with self._lock:
+            if self.faults.resource_exhausted > 0:
+                self.faults.resource_exhausted -= 1
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "Exceeded rate limits: too many concurrent read sessions (emulated)",
+                )
+        try:
+            return self._create(request)
+        except TableError as e:
+            context.abort(getattr(grpc.StatusCode, e.code), e.message)
+            raise  # unreachable: abort raises
+
+    def _create(self, request: types.CreateReadSessionRequest) -> types.ReadSession:
+        wanted = request.read_session
+        try:
+            ref = bq.parse_table_path(wanted.table)
+        except ValueError as e:
+            raise TableError("INVALID_ARGUMENT", str(e)) from None
+        table = self.tables.get(str(ref))
+        if table is None:
+            raise TableError(
+                "NOT_FOUND", f"Not found: Table {ref.project}:{ref.dataset}.{ref.table}"
+            )
+        if wanted.data_format != types.DataFormat.ARROW:
+            raise TableError("INVALID_ARGUMENT", "the emulator serves the ARROW format only")
+        snapshot = self._snapshot(wanted)
+        files = table.files(snapshot)
+        schema = table.schema(files)
+        options = wanted.read_options
+        columns = self._columns(schema, list(options.selected_fields))
+        try:
+            window = bq.parse_row_restriction(options.row_restriction)
+        except ValueError as e:
+            raise TableError("INVALID_ARGUMENT", f"Syntax error: {e}") from None
+        if window is not None and window.column not in schema.names:
+            raise TableError("INVALID_ARGUMENT", f"Unrecognized name: {window.column}")
+        units = table.units(files)
+        matching = self._count(table, units, window)
+        total = sum(matching)
+        streams = self._stream_count(request, total)
+        if streams > len(units):
+            units = split_units(units, streams)
+            matching = self._count(table, units, window)
+        assigned = assign(units, matching, min(streams, len(units)))
+        projected = pa.schema([schema.field(c) for c in columns])
+        name = f"projects/{request.parent.split('/')[-1]}/locations/us/sessions/{uuid.uuid4().hex}"
+        ttl = self.faults.session_ttl_seconds
+        lifetime = SESSION_LIFETIME if ttl is None else dt.timedelta(seconds=ttl)
+        session = _Session(
+            name=name,
+            table=table,
+            columns=columns,
+            window=window,
+            compression=_CODECS.get(options.arrow_serialization_options.buffer_compression),
+            streams=assigned,
+            schema=projected,
+            expires=_now() + lifetime,
+            rows=total,
+        )
+        self.sessions[name] = session
+        per_row = _bytes_per_row(projected)
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(snapshot)
+        return types.ReadSession(
+            name=name,
+            expire_time=session.expires,
+            data_format=types.DataFormat.ARROW,
+            arrow_schema=types.ArrowSchema(serialized_schema=projected.serialize().to_pybytes()),
+            table=wanted.table,
+            table_modifiers=types.ReadSession.TableModifiers(snapshot_time=snapshot),
+            read_options=options,
+            streams=[types.ReadStream(name=f"{name}/streams/{i}") for i in range(len(assigned))],
+            estimated_total_bytes_scanned=total * per_row,
+            estimated_row_count=total,
+        )
+
+    def _snapshot(self, wanted: types.ReadSession) -> dt.datetime:
+        now = _now()
+        requested = wanted.table_modifiers.snapshot_time
+        if not requested or requested.timestamp() == 0:
+            return now
+        snapshot = requested.astimezone(dt.UTC)
+        if snapshot > now + dt.timedelta(seconds=1):
+            raise TableError(
+                "INVALID_ARGUMENT",
+                f"Invalid snapshot time {snapshot.isoformat()}: it is in the future",
+            )
+        if snapshot < now - dt.timedelta(days=7):
+            raise TableError(
+                "INVALID_ARGUMENT",
+                f"Invalid snapshot time {snapshot.isoformat()}: before the time travel window",
+            )
+        return snapshot
+
+    @staticmethod
+    def _columns(schema: pa.Schema, selected: list[str]) -> list[str]:
+        if not selected:
+            return list(schema.names)
+        tops = {field.split(".")[0] for field in selected}
+        for name in tops:
+            if name not in schema.names:
+                raise TableError(
+                    "INVALID_ARGUMENT", f"Requested field {name} not found in the table schema"
+                )
+        return [n for n in schema.names if n in tops]  # the table's order, as the service
+
+    def _count(self, table: Table, units: list[Unit], window: bq.Window | None) -> list[int]:
+        if window is None:
+            return [u.length for u in units]
+        return [
+            int(pc.sum(window_mask(table.read(u, [window.column]), window)).as_py() or 0)
+            for u in units
+        ]
+
+    def _stream_count(self, request: types.CreateReadSessionRequest, rows: int) -> int:
+        if rows == 0:
+            return 0
+        most = request.max_stream_count or DEFAULT_MAX_STREAMS
+        least = request.preferred_min_stream_count or 1
+        by_size = -(-rows // self.min_rows_per_stream)
+        return max(1, min(most, max(least, by_size), rows))
+
+    # --- ReadRows -------------------------------------------------------------------------------
+    def read_rows(
+        self, request: types.ReadRowsRequest, context: grpc.ServicerContext
+    ) -> Iterator[types.ReadRowsResponse]:
+        self.calls["ReadRows"] += 1
+        session_name, _, index_text = request.read_stream.rpartition("/streams/")
+        session = self.sessions.get(session_name)
+        if session is None or not index_text.isdigit() or int(index_text) >= len(session.streams):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Stream {request.read_stream} not found")
+        assert session is not None
+        if _now() >= session.expires:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"The read session {session_name} has expired",
+            )
+        index = int(index_text)
+        try:
+            yield from self._stream(session, index, request.offset, context)
+        except TableError as e:
+            context.abort(getattr(grpc.StatusCode, e.code), e.message)
+
+    def _stream(
+        self, session: _Session, index: int, offset: int, context: grpc.ServicerContext
+    ) -> Iterator[types.ReadRowsResponse]:
+        units = session.streams[index]
+        total = self._stream_rows(session, units)
+        if offset > total:
+            raise TableError("OUT_OF_RANGE", f"offset {offset} is past the stream's end ({total})")
+        options = pa.ipc.IpcWriteOptions(compression=session.compression)
+        schema_bytes = session.schema.serialize().to_pybytes()
+        position, sent, first = 0, 0, True
+        abort_after = self.faults.unavailable_after_rows
+        for unit in units:
+            for whole in self._unit_batches(session, unit):
+                end = position + whole.num_rows
+                if end <= offset:
+                    position = end
+                    continue
+                batch = whole.slice(offset - position) if position < offset else whole
+                position = end
+                if abort_after is not None and sent >= abort_after and index not in session.aborted:
+                    session.aborted.add(index)
+                    context.abort(
+                        grpc.StatusCode.UNAVAILABLE, "Connection reset by peer (emulated)"
+                    )
+                if self.faults.delay_seconds:
+                    time.sleep(self.faults.delay_seconds)
+                start_fraction = (offset + sent) / total if total else 1.0
+                sent += batch.num_rows
+                response = types.ReadRowsResponse(
+                    arrow_record_batch=types.ArrowRecordBatch(
+                        serialized_record_batch=_serialize(batch, options),
+                    ),
+                    row_count=batch.num_rows,
+                    stats=types.StreamStats(
+                        progress=types.StreamStats.Progress(
+                            at_response_start=start_fraction,
+                            at_response_end=(offset + sent) / total if total else 1.0,
+                        )
+                    ),
+                    uncompressed_byte_size=batch.nbytes,
+                )
+                if first:
+                    response.arrow_schema = types.ArrowSchema(serialized_schema=schema_bytes)
+                    first = False
+                yield response
+
+    def _unit_batches(self, session: _Session, unit: Unit) -> Iterator[pa.RecordBatch]:
+        needed = list(session.columns)
+        window = session.window
+        if window is not None and window.column not in needed:
+            needed.append(window.column)
+        table = session.table.read(unit, needed)
+        mask = window_mask(table, window)
+        if mask is not None:
+            table = table.filter(mask)
+        yield from batches(table.select(session.columns), MESSAGE_BYTES)
+
+    def _stream_rows(self, session: _Session, units: list[Unit]) -> int:
+        return sum(self._count(session.table, units, session.window))
+
+    # --- SplitReadStream ------------------------------------------------------------------------
+    def split_read_stream(
+        self, request: types.SplitReadStreamRequest, context: grpc.ServicerContext
+    ) -> types.SplitReadStreamResponse:
+        return types.SplitReadStreamResponse()  # "cannot be split", which the API allows
+
+
+def _serialize(batch: pa.RecordBatch, options: pa.ipc.IpcWriteOptions) -> bytes:
+    """One IPC record batch message (no schema), with the session's buffer compression."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
+        writer.write_batch(batch)
+    messages = pa.ipc.MessageReader.open_stream(sink.getvalue())
+    messages.read_next_message()  # the schema
+    return messages.read_next_message().serialize().to_pybytes()
+
+
+def _bytes_per_row(schema: pa.Schema) -> int:
+    """A plausible uncompressed size per row for the session's estimate."""
+    sizes = {"timestamp": 8, "string": 16, "date32": 4}
+    total = 0
+    for f in schema:
+        if pa.types.is_struct(f.type):
+            total += 16 * f.type.num_fields
+        else:
+            total += sizes.get(str(f.type).split("[")[0], 16)
+    return total
+
+
+def _handlers(servicer: BigQueryReadServicer) -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "CreateReadSession": grpc.unary_unary_rpc_method_handler(
+                servicer.create_read_session,
+                request_deserializer=types.CreateReadSessionRequest.deserialize,
+                response_serializer=types.ReadSession.serialize,
+            ),
+            "ReadRows": grpc.unary_stream_rpc_method_handler(
+                servicer.read_rows,
+                request_deserializer=types.ReadRowsRequest.deserialize,
+                response_serializer=types.ReadRowsResponse.serialize,
+            ),
+            "SplitReadStream": grpc.unary_unary_rpc_method_handler(
+                servicer.split_read_stream,
+                request_deserializer=types.SplitReadStreamRequest.deserialize,
+                response_serializer=types.SplitReadStreamResponse.serialize,
+            ),
+        },
+    )
+
+
+class Emulator:
+    """The servicer behind a gRPC server on ``host:port`` (0: any free port)."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+        min_rows_per_stream: int = 100_000,
+        threads: int = 16,
+    ) -> None:
+        self.servicer = BigQueryReadServicer(tables, faults, min_rows_per_stream)
+        self.host = host
+        self._server: Any = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bq-emulator"),
+            options=[("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)],
+        )
+        self._server.add_generic_rpc_handlers((_handlers(self.servicer),))
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        if not self.port:
+            raise OSError(f"cannot listen on {host}:{port}")
+
+    @property
+    def faults(self) -> Faults:
+        return self.servicer.faults
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> str:
+        self._server.start()
+        log.info("BigQuery Storage emulator listening on %s", self.address)
+        return self.address
+
+    def stop(self, grace: float | None = 0.5) -> None:
+        self._server.stop(grace).wait()
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
