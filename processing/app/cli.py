@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed (not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -58,6 +59,40 @@ def _parser() -> argparse.ArgumentParser:
             run.add_argument(
                 flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]), help=text
             )
+
+    plan = sub.add_parser(
+        "plan",
+        help="print how a date would be read (streams, size, cost); read nothing",
+        description="Takes the flags of run (--dest is not needed).",
+    )
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        if f.metadata["parse"] is parse_bool:
+            plan.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            plan.add_argument(flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]))
+
+    emulator = sub.add_parser("emulator", help="run a local emulator of a cloud service")
+    kinds = emulator.add_subparsers(dest="service", required=True)
+    bq = kinds.add_parser(
+        "bigquery",
+        help="the BigQuery Storage Read API over plaintext gRPC",
+        description="Serves local files as BigQuery tables to the real client, until stopped.",
+    )
+    bq.add_argument(
+        "--table",
+        action="append",
+        required=True,
+        metavar="PROJECT.DATASET.TABLE=PATH",
+        help="a table and its file, directory or glob (.parquet, .arrow, .jsonl[.gz]); repeatable",
+    )
+    bq.add_argument("--host", default="127.0.0.1")
+    bq.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    bq.add_argument("--min-rows-per-stream", type=int, default=100_000)
+    bq.add_argument("--fail-after-rows", type=int, help="abort each stream once, UNAVAILABLE")
+    bq.add_argument("--resource-exhausted", type=int, default=0, help="refuse N sessions")
+    bq.add_argument("--delay-ms", type=float, default=0.0, help="before each message")
+    bq.add_argument("--session-ttl", type=float, help="seconds a session lives (default 6 h)")
 
     gen = sub.add_parser("generate", help="write deterministic synthetic events")
     gen.add_argument("--date", type=_flag_type(parse_date), required=True)
@@ -132,6 +167,90 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
+    flags.setdefault("dest", "(not used by plan)")
+    settings = Settings.load(os.environ, **flags)
+    _setup_logging(settings.log_level)
+    from processing.app.pipeline import source_for, task_slots
+    from processing.logic.bigquery import suggested_slots
+
+    plan = source_for(settings).plan(settings.date, settings.piece_rows)
+    d = plan.details
+    lines = [f"plan for {settings.date} from {d.get('table', plan.source)}"]
+    if "session" in d:
+        lines += [
+            f"  session          {d['session']}",
+            f"  snapshot         {d['snapshot_time']}  (replay: --snapshot-time "
+            f"{d['snapshot_time']})",
+            f"  row restriction  {d['row_restriction']}",
+            f"  streams          {d['streams']} (asked for at most {d['max_stream_count']})",
+            f"  estimated rows   {d['estimated_rows']:,}",
+            f"  estimated bytes  {_human(d['estimated_bytes'])} ({d['compression']} on the wire)",
+            f"  estimated cost   ${d['estimated_cost_usd']:.4f} "
+            f"(at ${settings.bq_usd_per_tib:.2f} per TiB read)",
+        ]
+        suggested = suggested_slots(d["estimated_bytes"], d["streams"])
+    else:
+        rows = plan.estimated_rows
+        lines += [
+            f"  pieces           {len(plan.pieces)} (files: {d.get('files', '?')})",
+            f"  estimated rows   {'unknown (text)' if rows is None else f'{rows:,}'}",
+            f"  bytes to read    {_human(plan.estimated_bytes)}",
+        ]
+        suggested = max(1, min(len(plan.pieces), task_slots(settings)))
+    lines.append(
+        f"  suggested        {suggested} task thread(s) (this configuration has "
+        f"{task_slots(settings)}); nothing was read"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from processing.emulator.bigquery import Emulator, Faults
+
+    _setup_logging("INFO")
+    tables = {}
+    for item in args.table:
+        name, sep, path = item.partition("=")
+        if not sep or name.count(".") != 2 or not path:
+            raise ConfigError(f"--table {item!r}: expected PROJECT.DATASET.TABLE=PATH")
+        tables[name] = path
+    faults = Faults(
+        unavailable_after_rows=args.fail_after_rows,
+        resource_exhausted=args.resource_exhausted,
+        delay_seconds=args.delay_ms / 1000,
+        session_ttl_seconds=args.session_ttl,
+    )
+    try:
+        server = Emulator(
+            tables,
+            host=args.host,
+            port=args.port,
+            faults=faults,
+            min_rows_per_stream=args.min_rows_per_stream,
+        )
+    except FileNotFoundError as e:
+        raise ConfigError(f"--table: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {e}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    address = server.start()
+    print(f"BigQuery Storage emulator listening on {address}", flush=True)
+    print(f"  use it with: --bq-endpoint {address} (or PROCESSING_BQ_ENDPOINT={address})")
+    for name, path in tables.items():
+        print(f"  table bigquery://{name} <- {path}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.stop()
+    return 0
+
+
 def _generate(args: argparse.Namespace) -> int:
     from processing.adapters.sample_files import is_text, write_chunks
     from processing.logic.generate import GenerateParams, generate
@@ -162,9 +281,8 @@ def _generate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
-        return _generate(args)
+        commands = {"run": _run, "plan": _plan, "emulator": _emulator, "generate": _generate}
+        return commands[args.command](args)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,14 +21,26 @@ from distributed.scheduler import KilledWorker
 
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
-from processing.adapters.sources import Piece, open_source
+from processing.adapters.sources import (
+    BigQueryOptions,
+    BigQuerySource,
+    Piece,
+    Source,
+    open_source,
+)
 from processing.adapters.storage import filesystem, redact_url
 from processing.adapters.writer import WriteOptions
 from processing.app.piece_task import TaskContext, process_piece, warm_up
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import PieceResult, RunTotals, build_manifest, reconcile
-from processing.spec.errors import AuditError, ConfigError, InputError, TransientError
-from processing.spec.settings import Settings
+from processing.spec.errors import (
+    AuditError,
+    ConfigError,
+    InputError,
+    SessionExpiredError,
+    TransientError,
+)
+from processing.spec.settings import Settings, parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +86,30 @@ def _check_totals(totals: RunTotals, settings: Settings) -> None:
         )
 
 
+def task_slots(settings: Settings) -> int:
+    """Task threads the run's cluster will have (an external scheduler: as if local)."""
+    cores = os.cpu_count() or 1
+    if settings.processes:
+        return (settings.workers or cores) * (settings.threads_per_worker or 1)
+    return (settings.workers or 1) * (settings.threads_per_worker or cores)
+
+
+def source_for(settings: Settings) -> Source:
+    """The source of ``settings``; a BigQuery one gets its options from the settings."""
+    options = BigQueryOptions(
+        endpoint=settings.bq_endpoint,
+        billing_project=settings.billing_project,
+        time_column=settings.bq_time_column,
+        compression=settings.bq_compression,
+        max_streams=settings.bq_max_streams,
+        slots=task_slots(settings),
+        deadline_seconds=settings.bq_deadline_seconds,
+        snapshot_time=settings.snapshot_time,
+        usd_per_tib=settings.bq_usd_per_tib,
+    )
+    return open_source(settings.source, settings.storage_options, options)
+
+
 def run(
     settings: Settings,
     *,
@@ -84,7 +121,7 @@ def run(
     run_id = check_run_id(settings.run_id or new_run_id(settings.date, started_at))
     fs, root = filesystem(settings.dest, settings.storage_options)
     layout = Layout(root)
-    source = open_source(settings.source, settings.storage_options)
+    source = source_for(settings)
     plan = source.plan(settings.date, settings.piece_rows)
     source_name, dest_name = redact_url(settings.source), redact_url(settings.dest)
     log.info("run %s: %s -> %s, %d pieces", run_id, source_name, dest_name, len(plan.pieces))
@@ -114,7 +151,16 @@ def run(
             dashboard = dashboard_link(client)
             if dashboard:
                 log.info("Dask dashboard: %s", dashboard)
-            results = _process(client, plan.pieces, ctx, on_progress)
+            try:
+                results = _process(client, plan.pieces, ctx, on_progress)
+            except SessionExpiredError as e:  # BigQuery sessions last 6 h: read it all again
+                if not isinstance(source, BigQuerySource):
+                    raise
+                log.warning("%s; planning again at the same snapshot and rereading", e)
+                _discard_staging(fs, layout, settings.date, run_id)
+                source = source.at(parse_instant(plan.details["snapshot_time"]))
+                plan = source.plan(settings.date, settings.piece_rows)
+                results = _process(client, plan.pieces, ctx, on_progress)
         totals = reconcile(results)
         _check_totals(totals, settings)
         _storage(wap.audit, fs, layout, settings.date, run_id, totals)

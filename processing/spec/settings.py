@@ -23,6 +23,17 @@ def parse_date(text: str) -> dt.date:
         raise ValueError("expected a date as YYYY-MM-DD") from None
 
 
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 time with its zone (``2023-10-24T06:00:00Z``), as UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("expected an ISO 8601 time such as 2023-10-24T06:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("the time needs its zone, e.g. 2023-10-24T06:00:00Z")
+    return moment.astimezone(dt.UTC)
+
+
 def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -103,6 +114,34 @@ class Settings:
         metadata=_opt(parse_json_object, help="fsspec options, as JSON", secret=True),
     )
     log_level: str = field(default="INFO", metadata=_opt(help="DEBUG, INFO, WARNING or ERROR"))
+    # --- BigQuery sources (bigquery://PROJECT.DATASET.TABLE) ---
+    bq_endpoint: str | None = field(
+        default=None,
+        metadata=_opt(help="HOST:PORT of a BigQuery Storage emulator (plaintext gRPC)"),
+    )
+    billing_project: str | None = field(
+        default=None, metadata=_opt(help="project billed for the read (default: the table's)")
+    )
+    snapshot_time: dt.datetime | None = field(
+        default=None,
+        metadata=_opt(parse_instant, help="read the table as of this time (replays a run)"),
+    )
+    bq_time_column: str = field(
+        default="timestamp",
+        metadata=_opt(help="column the date window filters on, e.g. _PARTITIONTIME"),
+    )
+    bq_compression: str = field(
+        default="LZ4_FRAME", metadata=_opt(help="Arrow buffer compression: LZ4_FRAME, ZSTD, NONE")
+    )
+    bq_max_streams: int | None = field(
+        default=None, metadata=_opt(int, help="streams at most (default: 4 per task thread)")
+    )
+    bq_deadline_seconds: float = field(
+        default=600.0, metadata=_opt(float, help="give up on an unreachable BigQuery after this")
+    )
+    bq_usd_per_tib: float = field(
+        default=1.1, metadata=_opt(float, help="Storage Read API price, for the plan's estimate")
+    )
 
     def __post_init__(self) -> None:
         checks = [

@@ -9,11 +9,21 @@ from typing import Any
 
 from processing.adapters.sources.arrow_files import plan_ipc, plan_parquet
 from processing.adapters.sources.base import Piece, Source, SourcePlan
+from processing.adapters.sources.bigquery import BigQueryOptions, BigQuerySource
 from processing.adapters.sources.jsonl import plan_jsonl
 from processing.adapters.storage import filesystem
-from processing.spec.errors import ConfigError, InputError
+from processing.logic.bigquery import SCHEME
+from processing.spec.errors import InputError
 
-__all__ = ["FileSource", "Piece", "Source", "SourcePlan", "open_source"]
+__all__ = [
+    "BigQueryOptions",
+    "BigQuerySource",
+    "FileSource",
+    "Piece",
+    "Source",
+    "SourcePlan",
+    "open_source",
+]
 
 Planner = Callable[[str, str, int, Mapping[str, Any]], list[Piece]]
 
@@ -86,10 +96,12 @@ class FileSource:
         return SourcePlan(source=self.url, pieces=numbered, details={"files": len(files)})
 
 
-def open_source(url: str, storage_options: Mapping[str, Any] | None = None) -> Source:
-    if url.startswith("bigquery://"):
-        raise ConfigError(
-            "bigquery:// sources are not available yet (see the BigQuery Storage issue); "
-            "use a file, directory or glob of .jsonl/.jsonl.gz/.parquet/.arrow files"
-        )
+def open_source(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    bigquery: BigQueryOptions | None = None,
+) -> Source:
+    """The source for ``url``: ``bigquery://PROJECT.DATASET.TABLE`` or files (path, glob, URL)."""
+    if url.startswith(SCHEME):
+        return BigQuerySource(url, bigquery or BigQueryOptions())
     return FileSource(url, dict(storage_options or {}))

@@ -12,6 +12,7 @@ transient (unavailable, quota, deadline) or an expired session (re-planned at th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterator
@@ -164,6 +165,10 @@ class BigQuerySource:
     url: str
     options: BigQueryOptions = field(default_factory=BigQueryOptions)
 
+    def at(self, snapshot: dt.datetime) -> BigQuerySource:
+        """The same source, pinned to ``snapshot`` (to plan again after a session expired)."""
+        return BigQuerySource(self.url, dataclasses.replace(self.options, snapshot_time=snapshot))
+
     @property
     def table(self) -> bq.TableRef:
         try:
@@ -179,7 +184,9 @@ class BigQuerySource:
 
         o = self.options
         table = self.table
-        snapshot = o.snapshot_time or dt.datetime.now(dt.UTC)
+        # pinned here and recorded, so a replay (or a plan after expiry) reads the same data; a
+        # second back so that a server whose clock lags ours does not see a time in its future
+        snapshot = o.snapshot_time or dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         most, least = bq.stream_counts(o.slots, o.max_streams)
         codec = types.ArrowSerializationOptions.CompressionCodec
         compression = {
