@@ -4,6 +4,11 @@ tmp files), integration/ (the CLI and a LocalCluster, subprocesses, notebooks)."
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,3 +31,41 @@ def _no_processing_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def sample_date() -> dt.date:
     return SAMPLE_DATE
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROCESSING_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    """Run ``python -m processing ARGS`` and return the completed process (never raises)."""
+
+    def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300):
+        return subprocess.run(
+            [sys.executable, "-m", "processing", *map(str, args)],
+            cwd=ROOT,
+            env={**_cli_env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root (empty if root does not exist)."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

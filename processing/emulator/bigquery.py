@@ -13,7 +13,7 @@ It serves local files as tables (see :mod:`processing.emulator.tables`) to the r
 
 Faults for tests and demos (:class:`Faults`, changeable while it runs): abort each stream once
 with UNAVAILABLE after N rows, RESOURCE_EXHAUSTED on the first N session requests, a delay per
-message, short-lived sessions.
+message, short-lived or already expired sessions.
 
 Run it with ``python -m processing emulator bigquery --table PROJECT.DATASET.TABLE=PATH``, or
 in-process with ``with Emulator({...}) as address:``.
@@ -66,6 +66,7 @@ class Faults:
     resource_exhausted: int = 0  # the next N CreateReadSession calls are refused
     delay_seconds: float = 0.0  # before each ReadRows message
     session_ttl_seconds: float | None = None  # sessions expire sooner than 6 hours
+    expire_sessions: int = 0  # the next N sessions are expired before they are read
 
 
 @dataclass
@@ -156,6 +157,10 @@ class BigQueryReadServicer:
         name = f"projects/{request.parent.split('/')[-1]}/locations/us/sessions/{uuid.uuid4().hex}"
         ttl = self.faults.session_ttl_seconds
         lifetime = SESSION_LIFETIME if ttl is None else dt.timedelta(seconds=ttl)
+        with self._lock:
+            if self.faults.expire_sessions > 0:
+                self.faults.expire_sessions -= 1
+                lifetime = dt.timedelta(0)
         session = _Session(
             name=name,
             table=table,
@@ -228,7 +233,7 @@ class BigQueryReadServicer:
         most = request.max_stream_count or DEFAULT_MAX_STREAMS
         least = request.preferred_min_stream_count or 1
         by_size = -(-rows // self.min_rows_per_stream)
-        return max(1, min(most, max(least, by_size), rows))
+        return max(1, min(most, max(least, by_size)))
 
     # --- ReadRows -------------------------------------------------------------------------------
     def read_rows(

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CliRunner
+
 ROOT = Path(__file__).resolve().parents[2]
-
-CliRunner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROCESSING_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-@pytest.fixture
-def cli() -> CliRunner:
-    """Run ``python -m processing ARGS`` and return the completed process (never raises)."""
-
-    def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300):
-        return subprocess.run(
-            [sys.executable, "-m", "processing", *map(str, args)],
-            cwd=ROOT,
-            env={**_env(), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    return run
 
 
 @pytest.fixture
@@ -61,14 +33,3 @@ def generate(cli: CliRunner, tmp_path: Path) -> Callable[..., Path]:
         return out
 
     return make
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under root (empty if root does not exist)."""
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }

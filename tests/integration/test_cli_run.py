@@ -19,7 +19,8 @@ import pyarrow.dataset as ds
 import pytest
 
 import processing
-from tests.integration.conftest import ROOT, tree_digest
+from tests.conftest import tree_digest
+from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -299,19 +299,20 @@ def read_stream(
 ) -> Iterator[pa.Table]:
     """The rows of one stream, ``batch_rows`` at a time, in the BigQuery shape."""
     from google.api_core import exceptions as gx
-    from google.cloud.bigquery_storage_v1 import types
 
     client = make_client(connection.endpoint)
     what = f"stream {stream.rsplit('/', 1)[-1]} of {connection.table}"
-    session = types.ReadSession(arrow_schema=types.ArrowSchema(serialized_schema=schema))
+    arrow_schema = pa.ipc.read_schema(pa.py_buffer(schema))  # the session's: streams may be empty
     pending: list[pa.RecordBatch] = []
     buffered = 0
     try:
-        reader = client.read_rows(stream, retry=_retry(connection.deadline_seconds))
-        for page in reader.rows(session).pages:
-            batch = page.to_arrow()
-            if not batch.num_rows:
+        # the client's stream reconnects after a transient error at the offset the messages'
+        # row_count advanced it to; each message is one Arrow IPC record batch
+        for message in client.read_rows(stream, retry=_retry(connection.deadline_seconds)):
+            serialized = message.arrow_record_batch.serialized_record_batch
+            if not message.row_count or not serialized:
                 continue
+            batch = pa.ipc.read_record_batch(pa.py_buffer(serialized), arrow_schema)
             pending.append(batch)
             buffered += batch.num_rows
             if buffered >= batch_rows:
