@@ -160,7 +160,7 @@ def run(
                 _discard_staging(fs, layout, settings.date, run_id)
                 source = source.at(parse_instant(plan.details["snapshot_time"]))
                 plan = source.plan(settings.date, settings.piece_rows)
-                results = _process(client, plan.pieces, ctx, on_progress)
+                results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
         totals = reconcile(results)
         _check_totals(totals, settings)
         _storage(wap.audit, fs, layout, settings.date, run_id, totals)
@@ -196,12 +196,17 @@ def _process(
     pieces: Sequence[Piece],
     ctx: TaskContext,
     on_progress: Callable[[int, int, PieceResult], None] | None,
+    attempt: int = 1,
 ) -> list[PieceResult]:
-    """One lazy task per piece, computed once; progress logged as pieces finish."""
+    """One lazy task per piece, computed once; progress logged as pieces finish.
+
+    Task keys name the attempt: the scheduler may still hold the failed tasks of an earlier
+    attempt under their keys, and would hand back their errors instead of running the new plan.
+    """
     client.run(warm_up, ctx.date)  # once per worker, before its task threads start at once
     tasks = [
         dask.delayed(process_piece, pure=False)(
-            piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{ctx.run_id}"
+            piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{ctx.run_id}-{attempt}"
         )
         for piece in pieces
     ]

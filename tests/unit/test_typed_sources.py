@@ -139,3 +139,30 @@ def test_parquet_categoricals_are_read_as_dictionaries_with_the_same_result(tmp_
         "event_name:missing": 2,
         "event_datetime:outside_run_date": 1,
     }
+
+
+def test_a_piece_of_many_small_row_groups_reads_into_full_batches(tmp_path: Path) -> None:
+    """Dictionaries inside structs cannot be chunked by Arrow: row groups are read one by one."""
+    n = 1_000
+    table = pa.table(
+        {
+            "timestamp": pa.array([dt.datetime(2023, 10, 23, 12, tzinfo=dt.UTC)] * n),
+            "event_name": ["view", "add_to_cart"] * (n // 2),
+            "user_identifiers": pa.array(
+                [{"platform": ["web", "ios"][i % 2], "id": f"u{i}"} for i in range(n)],
+                s.USER_IDENTIFIERS,
+            ),
+            "product_information": pa.array(
+                [{"name": f"p{i % 7}", "SKU": f"SKU-{i % 7}"} for i in range(n)],
+                s.PRODUCT_INFORMATION,
+            ),
+        }
+    )
+    path = tmp_path / "small-groups.parquet"
+    pq.write_table(table, path, row_group_size=64)
+    [piece] = open_source(str(path)).plan(dt.date(2023, 10, 23), 10_000).pieces
+    batches = list(piece.read(300))
+    assert [b.num_rows for b in batches] == [320, 320, 320, 40]  # whole row groups of 64
+    result = split_batch(pa.concat_tables(batches), dt.date(2023, 10, 23))
+    assert result.valid.num_rows == n
+    assert sorted(result.valid.column("user_id").to_pylist()) == sorted(f"u{i}" for i in range(n))

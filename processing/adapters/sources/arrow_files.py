@@ -168,12 +168,23 @@ def read_parquet(
 ) -> Iterator[pa.Table]:
     fs, _ = filesystem(url, storage_options)
     with fs.open(path, "rb") as f:
-        # Parquet stores the categorical fields dictionary-encoded: read them so, not as strings
+        # Parquet stores the categorical fields dictionary-encoded: read them so, not as strings.
+        # A batch must not span row groups then (Arrow cannot chunk dictionaries inside structs),
+        # so each row group is read on its own and small ones are put together up to batch_rows.
         parquet = pq.ParquetFile(f, read_dictionary=list(dictionary_paths))
-        for batch in parquet.iter_batches(
-            batch_size=batch_rows, row_groups=list(row_groups), columns=list(s.SELECTED_FIELDS)
-        ):
-            yield conform(pa.Table.from_batches([batch]))
+        pending: list[pa.Table] = []
+        buffered = 0
+        for group in row_groups:
+            for batch in parquet.iter_batches(
+                batch_size=batch_rows, row_groups=[group], columns=list(s.SELECTED_FIELDS)
+            ):
+                pending.append(conform(pa.Table.from_batches([batch])))
+                buffered += batch.num_rows
+                if buffered >= batch_rows:
+                    yield pa.concat_tables(pending)
+                    pending, buffered = [], 0
+        if pending:
+            yield pa.concat_tables(pending)
 
 
 def plan_ipc(

@@ -305,6 +305,7 @@ def read_stream(
     arrow_schema = pa.ipc.read_schema(pa.py_buffer(schema))  # the session's: streams may be empty
     pending: list[pa.RecordBatch] = []
     buffered = 0
+    failure: PipelineError | None = None
     try:
         # the client's stream reconnects after a transient error at the offset the messages'
         # row_count advanced it to; each message is one Arrow IPC record batch
@@ -321,6 +322,10 @@ def read_stream(
         if pending:
             yield conform(pa.Table.from_batches(pending))
     except (gx.GoogleAPICallError, gx.RetryError) as e:
-        raise translate(e, what, connection.deadline_seconds) from None
+        failure = translate(e, what, connection.deadline_seconds)
     finally:
         _close(client)
+    if failure is not None:
+        # raised outside the handler, so it carries no chained gRPC error: Dask pickles an
+        # error with its chain to send it to the client, and gRPC's errors hold locks
+        raise failure
