@@ -14,6 +14,7 @@ Exit code: 0 when every run finished, whatever the PASS/FAIL of the targets; 1 w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +52,8 @@ MAX_PEAK_BYTES = 2 * GIB  # pipeline peak memory, at TARGET_ROWS
 TARGET_ROWS = 10_000_000
 MAX_MEMORY_GROWTH = 0.20  # pipeline peak memory at K x N rows vs N rows
 MIN_BYTES_REDUCTION = 0.25  # pipeline output bytes per valid row vs the floor's
+MAX_BQ_COST = 1.3  # wall through the BigQuery emulator and client vs from the file
+BQ_TABLE = "bench.events.day"  # the input file, as the emulator serves it
 
 
 class BenchmarkError(RuntimeError):
@@ -307,20 +310,30 @@ class Bench:
     wait_idle: float = 0.0
     processes: bool = False
 
-    def pipeline(self, name: str, source: Path, rows: int) -> Result:
+    def pipeline(
+        self, name: str, source: Path, rows: int, bigquery_endpoint: str | None = None
+    ) -> Result:
+        """The pipeline on ``source``, or on the same file served by the BigQuery emulator at
+        ``bigquery_endpoint`` (which filters out the rows of other dates before sending)."""
         dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
         try:
+            origin = (
+                _flags(source=f"bigquery://{BQ_TABLE}", bq_endpoint=bigquery_endpoint)
+                if bigquery_endpoint
+                else _flags(source=source)
+            )
             command = [
                 sys.executable, "-m", "processing", "run",
-                *_flags(date=DATE, source=source, dest=dest),
+                *_flags(date=DATE, dest=dest), *origin,
                 *(_flags(workers=self.workers) if self.workers else []),
                 *(["--processes"] if self.processes else []),
             ]  # fmt: skip
             timed = measure(name, command, self.workdir / "logs" / f"{name}.log", self.wait_idle)
             manifest_path = dest / "events" / f"event_date={DATE}" / "_manifest.json"
             manifest = json.loads(manifest_path.read_text())
-            if manifest["rows_read"] != rows:
-                raise BenchmarkError(f"{name} read {manifest['rows_read']:,} rows, not {rows:,}")
+            read = manifest["rows_read"]
+            if read != rows and not (bigquery_endpoint and 0.95 * rows <= read <= rows):
+                raise BenchmarkError(f"{name} read {read:,} rows, not {rows:,}")
             return _result(
                 name, rows, source, dest, timed,
                 valid_rows=int(manifest["rows_valid"]),
@@ -341,6 +354,35 @@ class Bench:
             return _result(name, rows, source, dest, timed, valid_rows=valid)
         finally:
             _discard(dest, self.keep)
+
+
+@contextlib.contextmanager
+def bigquery_emulator(source: Path, log_path: Path) -> Iterator[str]:
+    """``python -m processing emulator bigquery`` serving ``source`` as BQ_TABLE: its address.
+
+    It runs beside the measured pipeline, as BigQuery would: its CPU time shows as ``others``.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "processing", "emulator", "bigquery",
+        "--table", f"{BQ_TABLE}={source}",
+    ]  # fmt: skip
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            prefix = "BigQuery Storage emulator listening on "
+            if not line.startswith(prefix):
+                raise BenchmarkError(f"the BigQuery emulator did not start (see {log_path})")
+            address = line[len(prefix) :].strip()
+            print(f"[emulator] {address} serving bigquery://{BQ_TABLE} from {source}", flush=True)
+            yield address
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def best_of(repeat: int, attempt: Callable[[str], Result], name: str) -> Result:
@@ -407,7 +449,9 @@ class Verdict:
     value: float | None
 
 
-def evaluate(floor_result: Result, base: Result, scaled: Result | None) -> list[Verdict]:
+def evaluate(
+    floor_result: Result, base: Result, scaled: Result | None, through_bq: Result | None = None
+) -> list[Verdict]:
     def status(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
@@ -453,6 +497,19 @@ def evaluate(floor_result: Result, base: Result, scaled: Result | None) -> list[
             reduction,
         )
     )
+    if through_bq is None:
+        verdicts.append(Verdict("BigQuery path / file path", "not run", "--bigquery", "SKIP", None))
+    else:
+        cost = through_bq.wall_seconds / base.wall_seconds
+        verdicts.append(
+            Verdict(
+                "BigQuery path (emulator + client) wall / file path wall",
+                f"{cost:.2f}x",
+                f"<= {MAX_BQ_COST:.1f}x",
+                status(cost <= MAX_BQ_COST),
+                cost,
+            )
+        )
     return verdicts
 
 
@@ -549,6 +606,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep", action="store_true", help="keep the output directories")
     parser.add_argument(
+        "--bigquery",
+        action="store_true",
+        help="also run the pipeline through the BigQuery emulator serving the same file",
+    )
+    parser.add_argument(
         "--wait-idle",
         type=float,
         default=0.0,
@@ -567,15 +629,20 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(workdir, args.workers, args.keep, args.wait_idle, args.processes)
 
     source = input_file(workdir, args.rows, args.bad_fraction)
-    paired = best_of_interleaved(
-        args.repeat,
-        {
-            "floor": lambda n: bench.floor(n, source, args.rows),
-            "pipeline": lambda n: bench.pipeline(n, source, args.rows),
-        },
-    )
+    attempts: dict[str, Callable[[str], Result]] = {
+        "floor": lambda n: bench.floor(n, source, args.rows),
+        "pipeline": lambda n: bench.pipeline(n, source, args.rows),
+    }
+    with contextlib.ExitStack() as stack:
+        if args.bigquery:
+            address = stack.enter_context(
+                bigquery_emulator(source, workdir / "logs" / "emulator.log")
+            )
+            attempts["pipeline-bq"] = lambda n: bench.pipeline(n, source, args.rows, address)
+        paired = best_of_interleaved(args.repeat, attempts)
     floor_result, base = paired["floor"], paired["pipeline"]
-    results = [floor_result, base]
+    through_bq = paired.get("pipeline-bq")
+    results = [floor_result, base] + ([through_bq] if through_bq else [])
     scaled = None
     if args.scale > 1:
         rows = args.rows * args.scale
@@ -587,7 +654,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         )
         results.append(scaled)
 
-    verdicts = evaluate(floor_result, base, scaled)
+    verdicts = evaluate(floor_result, base, scaled, through_bq)
     print_report(results, verdicts)
     median_ratio = None
     if args.repeat > 1:  # context for the verdict, which compares the fastest attempts
