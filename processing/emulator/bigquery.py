@@ -33,17 +33,16 @@ from typing import Any
 
 import grpc
 import pyarrow as pa
-import pyarrow.compute as pc
 from google.cloud.bigquery_storage_v1 import types
 from google.protobuf import timestamp_pb2
 
 from processing.emulator.tables import (
+    MatchCounter,
     Table,
     TableError,
     Unit,
-    assign,
+    balance,
     batches,
-    split_units,
     window_mask,
 )
 from processing.logic import bigquery as bq
@@ -77,6 +76,7 @@ class _Session:
     window: bq.Window | None
     compression: str | None
     streams: list[list[Unit]]
+    counts: list[list[int]]  # rows of each unit inside the window
     schema: pa.Schema
     expires: dt.datetime
     rows: int
@@ -146,13 +146,10 @@ class BigQueryReadServicer:
         if window is not None and window.column not in schema.names:
             raise TableError("INVALID_ARGUMENT", f"Unrecognized name: {window.column}")
         units = table.units(files)
-        matching = self._count(table, units, window)
-        total = sum(matching)
-        streams = self._stream_count(request, total)
-        if streams > len(units):
-            units = split_units(units, streams)
-            matching = self._count(table, units, window)
-        assigned = assign(units, matching, min(streams, len(units)))
+        matching = MatchCounter(table, window)
+        total = sum(matching(unit) for unit in units)
+        assigned = balance(units, self._stream_count(request, total))
+        counts = [[matching(unit) for unit in stream] for stream in assigned]
         projected = pa.schema([schema.field(c) for c in columns])
         name = f"projects/{request.parent.split('/')[-1]}/locations/us/sessions/{uuid.uuid4().hex}"
         ttl = self.faults.session_ttl_seconds
@@ -168,6 +165,7 @@ class BigQueryReadServicer:
             window=window,
             compression=_CODECS.get(options.arrow_serialization_options.buffer_compression),
             streams=assigned,
+            counts=counts,
             schema=projected,
             expires=_now() + lifetime,
             rows=total,
@@ -219,14 +217,6 @@ class BigQueryReadServicer:
                 )
         return [n for n in schema.names if n in tops]  # the table's order, as the service
 
-    def _count(self, table: Table, units: list[Unit], window: bq.Window | None) -> list[int]:
-        if window is None:
-            return [u.length for u in units]
-        return [
-            int(pc.sum(window_mask(table.read(u, [window.column]), window)).as_py() or 0)
-            for u in units
-        ]
-
     def _stream_count(self, request: types.CreateReadSessionRequest, rows: int) -> int:
         if rows == 0:
             return 0
@@ -238,7 +228,7 @@ class BigQueryReadServicer:
     # --- ReadRows -------------------------------------------------------------------------------
     def read_rows(
         self, request: types.ReadRowsRequest, context: grpc.ServicerContext
-    ) -> Iterator[types.ReadRowsResponse]:
+    ) -> Iterator[Any]:  # raw ReadRowsResponse protobufs
         self.calls["ReadRows"] += 1
         session_name, _, index_text = request.read_stream.rpartition("/streams/")
         session = self.sessions.get(session_name)
@@ -258,23 +248,23 @@ class BigQueryReadServicer:
 
     def _stream(
         self, session: _Session, index: int, offset: int, context: grpc.ServicerContext
-    ) -> Iterator[types.ReadRowsResponse]:
+    ) -> Iterator[Any]:  # raw ReadRowsResponse protobufs
         units = session.streams[index]
-        total = self._stream_rows(session, units)
+        total = sum(session.counts[index])
         if offset > total:
             raise TableError("OUT_OF_RANGE", f"offset {offset} is past the stream's end ({total})")
         options = pa.ipc.IpcWriteOptions(compression=session.compression)
         schema_bytes = session.schema.serialize().to_pybytes()
-        position, sent, first = 0, 0, True
         abort_after = self.faults.unavailable_after_rows
-        for unit in units:
-            for whole in self._unit_batches(session, unit):
-                end = position + whole.num_rows
-                if end <= offset:
-                    position = end
-                    continue
-                batch = whole.slice(offset - position) if position < offset else whole
-                position = end
+        response_type = types.ReadRowsResponse.pb()  # raw protobuf: proto-plus costs per message
+        position, sent, first = 0, 0, True
+        for unit, rows in zip(units, session.counts[index], strict=True):
+            if position + rows <= offset:  # wholly before the offset: not even read
+                position += rows
+                continue
+            skip = max(0, offset - position)
+            position += rows
+            for message, count, size in self._unit_messages(session, unit, skip, options):
                 if abort_after is not None and sent >= abort_after and index not in session.aborted:
                     session.aborted.add(index)
                     context.abort(
@@ -282,27 +272,21 @@ class BigQueryReadServicer:
                     )
                 if self.faults.delay_seconds:
                     time.sleep(self.faults.delay_seconds)
-                start_fraction = (offset + sent) / total if total else 1.0
-                sent += batch.num_rows
-                response = types.ReadRowsResponse(
-                    arrow_record_batch=types.ArrowRecordBatch(
-                        serialized_record_batch=_serialize(batch, options),
-                    ),
-                    row_count=batch.num_rows,
-                    stats=types.StreamStats(
-                        progress=types.StreamStats.Progress(
-                            at_response_start=start_fraction,
-                            at_response_end=(offset + sent) / total if total else 1.0,
-                        )
-                    ),
-                    uncompressed_byte_size=batch.nbytes,
-                )
+                response = response_type(row_count=count, uncompressed_byte_size=size)
+                response.arrow_record_batch.serialized_record_batch = message
+                response.stats.progress.at_response_start = (offset + sent) / total
+                sent += count
+                response.stats.progress.at_response_end = (offset + sent) / total
                 if first:
-                    response.arrow_schema = types.ArrowSchema(serialized_schema=schema_bytes)
+                    response.arrow_schema.serialized_schema = schema_bytes
                     first = False
                 yield response
 
-    def _unit_batches(self, session: _Session, unit: Unit) -> Iterator[pa.RecordBatch]:
+    def _unit_messages(
+        self, session: _Session, unit: Unit, skip: int, options: pa.ipc.IpcWriteOptions
+    ) -> Iterator[tuple[bytes, int, int]]:
+        """(IPC record batch message, rows, uncompressed bytes) for the unit's rows in the
+        window, after the first ``skip``; the batches of a unit go through one IPC writer."""
         needed = list(session.columns)
         window = session.window
         if window is not None and window.column not in needed:
@@ -311,26 +295,24 @@ class BigQueryReadServicer:
         mask = window_mask(table, window)
         if mask is not None:
             table = table.filter(mask)
-        yield from batches(table.select(session.columns), MESSAGE_BYTES)
-
-    def _stream_rows(self, session: _Session, units: list[Unit]) -> int:
-        return sum(self._count(session.table, units, session.window))
+        table = table.select(session.columns).slice(skip)
+        parts = list(batches(table, MESSAGE_BYTES))
+        if not parts:
+            return
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+            for part in parts:
+                writer.write_batch(part)
+        messages = pa.ipc.MessageReader.open_stream(sink.getvalue())
+        messages.read_next_message()  # the schema
+        for part in parts:
+            yield messages.read_next_message().serialize().to_pybytes(), part.num_rows, part.nbytes
 
     # --- SplitReadStream ------------------------------------------------------------------------
     def split_read_stream(
         self, request: types.SplitReadStreamRequest, context: grpc.ServicerContext
     ) -> types.SplitReadStreamResponse:
         return types.SplitReadStreamResponse()  # "cannot be split", which the API allows
-
-
-def _serialize(batch: pa.RecordBatch, options: pa.ipc.IpcWriteOptions) -> bytes:
-    """One IPC record batch message (no schema), with the session's buffer compression."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
-        writer.write_batch(batch)
-    messages = pa.ipc.MessageReader.open_stream(sink.getvalue())
-    messages.read_next_message()  # the schema
-    return messages.read_next_message().serialize().to_pybytes()
 
 
 def _bytes_per_row(schema: pa.Schema) -> int:
@@ -357,7 +339,7 @@ def _handlers(servicer: BigQueryReadServicer) -> grpc.GenericRpcHandler:
             "ReadRows": grpc.unary_stream_rpc_method_handler(
                 servicer.read_rows,
                 request_deserializer=types.ReadRowsRequest.deserialize,
-                response_serializer=types.ReadRowsResponse.serialize,
+                response_serializer=lambda message: message.SerializeToString(),
             ),
             "SplitReadStream": grpc.unary_unary_rpc_method_handler(
                 servicer.split_read_stream,

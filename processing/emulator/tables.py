@@ -135,12 +135,32 @@ class Table:
                 )
         return units
 
+    def read_whole(self, file: str, row_group: int | None, columns: list[str]) -> pa.Table:
+        """A whole Parquet row group, or a whole in-memory file."""
+        if row_group is not None:
+            return pq.ParquetFile(file).read_row_group(row_group, columns=columns)
+        return self._in_memory(file).select(columns)
+
     def read(self, unit: Unit, columns: list[str]) -> pa.Table:
-        if unit.row_group is not None:
-            table = pq.ParquetFile(unit.file).read_row_group(unit.row_group, columns=columns)
-        else:
-            table = self._in_memory(unit.file).select(columns)
-        return table.slice(unit.offset, unit.length)
+        if unit.row_group is None:
+            return self._in_memory(unit.file).select(columns).slice(unit.offset, unit.length)
+        parquet = pq.ParquetFile(unit.file)
+        if unit.offset == 0 and unit.length == parquet.metadata.row_group(unit.row_group).num_rows:
+            return parquet.read_row_group(unit.row_group, columns=columns)
+        # part of a row group: decode up to its end only, skipping what comes before it
+        parts, position, end = [], 0, unit.offset + unit.length
+        for batch in parquet.iter_batches(
+            batch_size=_SLICE_ROWS, row_groups=[unit.row_group], columns=columns
+        ):
+            start, stop = max(unit.offset - position, 0), min(end - position, batch.num_rows)
+            if stop > start:
+                parts.append(batch.slice(start, stop - start))
+            position += batch.num_rows
+            if position >= end:
+                break
+        return pa.Table.from_batches(
+            parts, schema=parquet.schema_arrow.empty_table().select(columns).schema
+        )
 
 
 def window_mask(table: pa.Table, window: Window | None) -> pa.Array | None:
@@ -169,34 +189,46 @@ def window_mask(table: pa.Table, window: Window | None) -> pa.Array | None:
     return pc.fill_null(mask, False).combine_chunks()
 
 
-def split_units(units: list[Unit], wanted: int) -> list[Unit]:
-    """Cut the largest units in two until there are ``wanted`` (or units are single rows)."""
-    units = list(units)
-    while len(units) < wanted:
-        largest = max(range(len(units)), key=lambda i: units[i].length, default=None)
-        if largest is None or units[largest].length < 2:
-            break
-        u = units.pop(largest)
-        half = u.length // 2
-        units[largest:largest] = [
-            Unit(u.file, u.row_group, u.offset, half),
-            Unit(u.file, u.row_group, u.offset + half, u.length - half),
-        ]
-    return units
-
-
-def assign(units: list[Unit], weights: list[int], streams: int) -> list[list[Unit]]:
-    """Contiguous runs of units, one per stream, balanced by ``weights`` (matching rows)."""
+def balance(units: list[Unit], streams: int) -> list[list[Unit]]:
+    """``streams`` contiguous runs of rows of the same size (as the service's streams), cutting
+    units where a run ends. A stream of a few large units next to one of many would make the
+    last task of a run the long one."""
     if streams <= 0:
         return []
-    total = sum(weights) or 1
+    total = sum(u.length for u in units)
+    per = max(1, -(-total // streams))
     out: list[list[Unit]] = [[] for _ in range(streams)]
-    done = 0
-    for unit, weight in zip(units, weights, strict=True):
-        index = min(streams - 1, done * streams // total)
-        out[index].append(unit)
-        done += weight
+    index, room = 0, per
+    for unit in units:
+        offset, left = unit.offset, unit.length
+        while left:
+            take = min(left, room)
+            out[index].append(Unit(unit.file, unit.row_group, offset, take))
+            offset, left, room = offset + take, left - take, room - take
+            if room == 0 and index < streams - 1:
+                index, room = index + 1, per
     return out
+
+
+class MatchCounter:
+    """Rows of a unit inside the window; the restriction column of each row group (or file)
+    is read once, whatever the units cut from it."""
+
+    def __init__(self, table: Table, window: Window | None) -> None:
+        self.table = table
+        self.window = window
+        self._masks: dict[tuple[str, int | None], pa.Array] = {}
+
+    def __call__(self, unit: Unit) -> int:
+        if self.window is None:
+            return unit.length
+        key = (unit.file, unit.row_group)
+        if key not in self._masks:
+            whole = self.table.read_whole(unit.file, unit.row_group, [self.window.column])
+            mask = window_mask(whole, self.window)
+            assert mask is not None
+            self._masks[key] = mask
+        return int(pc.sum(self._masks[key].slice(unit.offset, unit.length)).as_py() or 0)
 
 
 def batches(table: pa.Table, max_bytes: int) -> Iterator[pa.RecordBatch]:

@@ -317,10 +317,10 @@ def read_stream(
             pending.append(batch)
             buffered += batch.num_rows
             if buffered >= batch_rows:
-                yield conform(pa.Table.from_batches(pending))
+                yield _batch(pending)
                 pending, buffered = [], 0
         if pending:
-            yield conform(pa.Table.from_batches(pending))
+            yield _batch(pending)
     except (gx.GoogleAPICallError, gx.RetryError) as e:
         failure = translate(e, what, connection.deadline_seconds)
     finally:
@@ -329,3 +329,9 @@ def read_stream(
         # raised outside the handler, so it carries no chained gRPC error: Dask pickles an
         # error with its chain to send it to the client, and gRPC's errors hold locks
         raise failure
+
+
+def _batch(messages: list[pa.RecordBatch]) -> pa.Table:
+    """The messages of one batch as one contiguous table: the transform then runs each kernel
+    once, not once per message (a million rows come in about a hundred messages)."""
+    return conform(pa.Table.from_batches(messages).combine_chunks())
