@@ -24,6 +24,8 @@ STREAMS_PER_SLOT = 4
 #: threads on the benchmark machine, about 50 MB/s of Arrow from BigQuery).
 BYTES_PER_SLOT_SECOND = 25_000_000
 TIB = 2**40
+#: Arrow buffer compressions a read session can ask for.
+COMPRESSIONS = ("LZ4_FRAME", "ZSTD", "NONE")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_\-]{0,1023}"
 _TABLE_URL = re.compile(
@@ -70,6 +72,21 @@ def check_column(column: str) -> str:
     if not _COLUMN.match(column):
         raise ValueError(f"{column!r} is not a column name (letters, digits and _)")
     return column
+
+
+def check_options(
+    compression: str, time_column: str, deadline_seconds: float, max_streams: int | None
+) -> str | None:
+    """What is wrong with these read options (naming the setting), or None."""
+    if compression not in COMPRESSIONS:
+        return f"bq_compression {compression!r}: use one of {', '.join(COMPRESSIONS)}"
+    if not _COLUMN.match(time_column):
+        return f"bq_time_column {time_column!r} is not a column name (letters, digits and _)"
+    if deadline_seconds <= 0:
+        return "bq_deadline_seconds must be positive"
+    if max_streams is not None and not 1 <= max_streams <= MAX_STREAMS:
+        return f"bq_max_streams must be in 1..{MAX_STREAMS}"
+    return None
 
 
 def _timestamp_literal(moment: dt.datetime) -> str:

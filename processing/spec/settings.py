@@ -164,6 +164,13 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"bad setting: {message}")
+        from processing.logic.bigquery import check_options
+
+        problem = check_options(
+            self.bq_compression, self.bq_time_column, self.bq_deadline_seconds, self.bq_max_streams
+        )
+        if problem:
+            raise ConfigError(f"bad setting: {problem}")
         if self.memory_limit != "auto":
             from dask.utils import parse_bytes
 

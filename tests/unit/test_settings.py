@@ -98,6 +98,25 @@ ENV_PARSING = [
     ),
     pytest.param("PROCESSING_LOG_LEVEL", "DEBUG", "log_level", "DEBUG", id="str-log-level"),
     pytest.param("PROCESSING_MEMORY_LIMIT", "4GiB", "memory_limit", "4GiB", id="str-memory"),
+    pytest.param(
+        "PROCESSING_SNAPSHOT_TIME",
+        "2023-10-24T08:00:00+02:00",
+        "snapshot_time",
+        dt.datetime(2023, 10, 24, 6, tzinfo=dt.UTC),
+        id="instant-offset",
+    ),
+    pytest.param(
+        "PROCESSING_SNAPSHOT_TIME",
+        "2023-10-24T06:00:00.123456Z",
+        "snapshot_time",
+        dt.datetime(2023, 10, 24, 6, 0, 0, 123456, tzinfo=dt.UTC),
+        id="instant-z",
+    ),
+    pytest.param("PROCESSING_BQ_COMPRESSION", "ZSTD", "bq_compression", "ZSTD", id="compression"),
+    pytest.param("PROCESSING_BQ_MAX_STREAMS", "16", "bq_max_streams", 16, id="max-streams"),
+    pytest.param(
+        "PROCESSING_BQ_DEADLINE_SECONDS", "30", "bq_deadline_seconds", 30.0, id="deadline"
+    ),
 ]
 
 
@@ -147,6 +166,8 @@ INVALID_ENV = [
     pytest.param("PROCESSING_STORAGE_OPTIONS", "[1, 2]", "JSON object", id="json-array"),
     pytest.param("PROCESSING_STORAGE_OPTIONS", '"text"', "JSON object", id="json-string"),
     pytest.param("PROCESSING_STORAGE_OPTIONS", "{not json", "", id="json-broken"),
+    pytest.param("PROCESSING_SNAPSHOT_TIME", "2023-10-24T06:00:00", "its zone", id="naive-time"),
+    pytest.param("PROCESSING_SNAPSHOT_TIME", "yesterday", "ISO 8601", id="time-text"),
 ]
 
 
@@ -174,6 +195,11 @@ OUT_OF_RANGE = [
         "PROCESSING_MAX_REJECTED_FRACTION", "1.5", "max_rejected_fraction", id="fraction-high"
     ),
     pytest.param("PROCESSING_TASK_RETRIES", "-1", "task_retries", id="retries-negative"),
+    pytest.param("PROCESSING_BQ_COMPRESSION", "gzip", "bq_compression", id="compression"),
+    pytest.param("PROCESSING_BQ_TIME_COLUMN", "ts; DROP", "bq_time_column", id="time-column"),
+    pytest.param("PROCESSING_BQ_MAX_STREAMS", "0", "bq_max_streams", id="streams-zero"),
+    pytest.param("PROCESSING_BQ_MAX_STREAMS", "1001", "bq_max_streams", id="streams-too-many"),
+    pytest.param("PROCESSING_BQ_DEADLINE_SECONDS", "0", "bq_deadline_seconds", id="deadline"),
 ]
 
 

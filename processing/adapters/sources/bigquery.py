@@ -35,8 +35,6 @@ from processing.spec.errors import (
 
 log = logging.getLogger(__name__)
 
-COMPRESSIONS = ("LZ4_FRAME", "ZSTD", "NONE")
-
 
 @dataclass(frozen=True)
 class BigQueryOptions:
@@ -54,18 +52,11 @@ class BigQueryOptions:
     usd_per_tib: float = 1.1
 
     def __post_init__(self) -> None:
-        if self.compression not in COMPRESSIONS:
-            raise ConfigError(
-                f"bad setting: bq_compression {self.compression!r}: use one of {COMPRESSIONS}"
-            )
-        try:
-            bq.check_column(self.time_column)
-        except ValueError as e:
-            raise ConfigError(f"bad setting: bq_time_column: {e}") from None
-        if self.deadline_seconds <= 0:
-            raise ConfigError("bad setting: bq_deadline_seconds must be positive")
-        if self.max_streams is not None and not 1 <= self.max_streams <= bq.MAX_STREAMS:
-            raise ConfigError(f"bad setting: bq_max_streams must be in 1..{bq.MAX_STREAMS}")
+        problem = bq.check_options(
+            self.compression, self.time_column, self.deadline_seconds, self.max_streams
+        )
+        if problem:
+            raise ConfigError(f"bad setting: {problem}")
 
 
 @dataclass(frozen=True)
