@@ -284,7 +284,12 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
         (["--date", DATE, "--source", str(SAMPLE)], {}, 2, "PROCESSING_DEST"),
         (["--source", str(SAMPLE), "--dest", "x"], {}, 2, "PROCESSING_DATE"),
         (["--date", DATE, "--source", "nowhere/day.jsonl", "--dest", "x"], {}, 3, "does not exist"),
-        (["--date", DATE, "--dest", "x"], {"PROCESSING_SOURCE": "bigquery://p.d.t"}, 2, "bigquery"),
+        (
+            ["--date", DATE, "--dest", "x"],
+            {"PROCESSING_SOURCE": "bigquery://p.d.t", "PROCESSING_BQ_COMPRESSION": "gzip"},
+            2,
+            "bq_compression",
+        ),
         (
             ["--date", DATE, "--source", str(SAMPLE), "--dest", "x"],
             {"PROCESSING_WORKERS": "two"},
@@ -316,7 +321,7 @@ def test_existing_scheduler(cli, tmp_path: Path) -> None:
         "no-dest",
         "no-date",
         "missing-source",
-        "bigquery-not-yet",
+        "bad-bigquery-setting",
         "bad-env",
         "bad-run-id",
         "bad-date",
