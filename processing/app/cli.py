@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     bq.add_argument("--resource-exhausted", type=int, default=0, help="refuse N sessions")
     bq.add_argument("--delay-ms", type=float, default=0.0, help="before each message")
     bq.add_argument("--session-ttl", type=float, help="seconds a session lives (default 6 h)")
+    bq.add_argument(
+        "--cache-responses",
+        action="store_true",
+        help="serve repeated reads from memory (benchmarks: its CPU then stays off your cores)",
+    )
 
     gen = sub.add_parser("generate", help="write deterministic synthetic events")
     gen.add_argument("--date", type=_flag_type(parse_date), required=True)
@@ -233,6 +238,7 @@ def _emulator(args: argparse.Namespace) -> int:
             port=args.port,
             faults=faults,
             min_rows_per_stream=args.min_rows_per_stream,
+            cache_responses=args.cache_responses,
         )
     except FileNotFoundError as e:
         raise ConfigError(f"--table: {e}") from None

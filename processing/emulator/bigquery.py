@@ -95,8 +95,13 @@ class BigQueryReadServicer:
         tables: Mapping[str, str],
         faults: Faults | None = None,
         min_rows_per_stream: int = 100_000,
+        cache_responses: bool = False,
     ) -> None:
         self.tables = {name: Table(name, path) for name, path in tables.items()}
+        # unit read -> its serialized messages, when responses are cached (see Emulator)
+        self.cache: dict[tuple[Any, ...], list[tuple[bytes, int, int]]] | None = (
+            {} if cache_responses else None
+        )
         self.faults = faults or Faults()
         self.min_rows_per_stream = max(1, min_rows_per_stream)
         self.sessions: dict[str, _Session] = {}
@@ -285,6 +290,17 @@ class BigQueryReadServicer:
     def _unit_messages(
         self, session: _Session, unit: Unit, skip: int, options: pa.ipc.IpcWriteOptions
     ) -> Iterator[tuple[bytes, int, int]]:
+        if self.cache is None or skip:
+            yield from self._serialize_unit(session, unit, skip, options)
+            return
+        key = (unit, tuple(session.columns), session.window, session.compression)
+        if key not in self.cache:
+            self.cache[key] = list(self._serialize_unit(session, unit, 0, options))
+        yield from self.cache[key]
+
+    def _serialize_unit(
+        self, session: _Session, unit: Unit, skip: int, options: pa.ipc.IpcWriteOptions
+    ) -> Iterator[tuple[bytes, int, int]]:
         """(IPC record batch message, rows, uncompressed bytes) for the unit's rows in the
         window, after the first ``skip``; the batches of a unit go through one IPC writer."""
         needed = list(session.columns)
@@ -362,8 +378,15 @@ class Emulator:
         faults: Faults | None = None,
         min_rows_per_stream: int = 100_000,
         threads: int = 16,
+        cache_responses: bool = False,
     ) -> None:
-        self.servicer = BigQueryReadServicer(tables, faults, min_rows_per_stream)
+        """``cache_responses`` keeps the serialized messages of every stream read in memory
+        and serves later reads of the same data from them: the emulator's own CPU (reading,
+        filtering, compressing) then stops competing with the client for the machine's cores,
+        as BigQuery's servers do not run on the client's machine. For benchmarks."""
+        self.servicer = BigQueryReadServicer(
+            tables, faults, min_rows_per_stream, cache_responses=cache_responses
+        )
         self.host = host
         self._server: Any = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bq-emulator"),

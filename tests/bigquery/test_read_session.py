@@ -240,3 +240,18 @@ def test_bad_credentials_configuration_is_a_configuration_error(
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
     with pytest.raises(ConfigError, match="GOOGLE_APPLICATION_CREDENTIALS"):
         make_client(None)
+
+
+def test_cached_responses_serve_the_same_rows(emulator, tmp_path: Path) -> None:
+    table = _generated(tmp_path / "day.parquet", 8_000, row_group_rows=2_000)
+    server = emulator({TABLE: tmp_path / "day.parquet"}, cache_responses=True)
+    first = read_all(source(server.address, max_streams=3, slots=3))
+    assert server.servicer.cache  # filled by the first read
+    cached = dict(server.servicer.cache)
+    second = read_all(source(server.address, max_streams=3, slots=3))
+    assert server.servicer.cache == cached  # nothing read again
+    assert sorted_rows(second) == sorted_rows(first) == sorted_rows(_in_window(table))
+    server.faults.unavailable_after_rows = 1_000  # a resumed read skips rows: not from the cache
+    assert sorted_rows(read_all(source(server.address, max_streams=3, slots=3))) == sorted_rows(
+        first
+    )
