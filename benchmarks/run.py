@@ -530,14 +530,14 @@ def evaluate(
 
 def print_report(results: Sequence[Result], verdicts: Sequence[Verdict]) -> None:
     header = (
-        f"{'run':<14}{'rows':>12}{'wall s':>8}{'CPU s':>7}{'others':>8}{'rows/s':>11}"
+        f"{'run':<19}{'rows':>12}{'wall s':>8}{'CPU s':>7}{'others':>8}{'rows/s':>11}"
         f"{'MB/s in':>9}{'peak MiB':>10}{'out MiB':>9}{'files':>6}{'valid rows':>12}"
         f"{'B/row':>7}  commit"
     )
     print(f"\n{header}\n{'-' * len(header)}")
     for r in results:
         print(
-            f"{r.name:<14}{r.rows:>12,}{r.wall_seconds:>8.1f}{r.cpu_seconds:>7.1f}"
+            f"{r.name:<19}{r.rows:>12,}{r.wall_seconds:>8.1f}{r.cpu_seconds:>7.1f}"
             f"{r.other_cpu_seconds:>8.1f}{r.rows_per_second:>11,.0f}"
             f"{r.derived['input_mb_per_second']:>9.1f}{r.peak_rss_bytes / MIB:>10,.0f}"
             f"{r.output_bytes / MIB:>9.1f}{r.output_files:>6}{r.valid_rows:>12,}"
