@@ -38,6 +38,21 @@ def _flag_type(parse: Callable[[str], Any], secret: bool = False) -> Callable[[s
     return convert
 
 
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per Settings field; its variable is named in the help."""
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} [{ENV_PREFIX}{f.name.upper()}]".lstrip()
+        if f.metadata["parse"] is parse_bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(
+                flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]), help=text
+            )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m processing",
@@ -50,27 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         help="process and publish one date",
         description="Every flag may also come from PROCESSING_<FLAG> (e.g. PROCESSING_DEST).",
     )
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        text = f"{f.metadata['help']} [{ENV_PREFIX}{f.name.upper()}]".lstrip()
-        if f.metadata["parse"] is parse_bool:
-            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            run.add_argument(
-                flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]), help=text
-            )
-
+    _settings_flags(run)
     plan = sub.add_parser(
         "plan",
         help="print how a date would be read (streams, size, cost); read nothing",
         description="Takes the flags of run (--dest is not needed).",
     )
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        if f.metadata["parse"] is parse_bool:
-            plan.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            plan.add_argument(flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]))
+    _settings_flags(plan)
 
     emulator = sub.add_parser("emulator", help="run a local emulator of a cloud service")
     kinds = emulator.add_subparsers(dest="service", required=True)
