@@ -6,6 +6,7 @@ This module composes the pieces; the logic lives in ``processing.logic`` and the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -157,10 +158,15 @@ def run(
                 if not isinstance(source, BigQuerySource):
                     raise
                 log.warning("%s; planning again at the same snapshot and rereading", e)
-                _discard_staging(fs, layout, settings.date, run_id)
+                # Tasks of the first attempt may still be running (cancelling does not stop
+                # them) and the new session cuts its streams differently: the second attempt
+                # stages under its own run id, which also names its manifest.
+                stale, run_id = run_id, check_run_id(f"{run_id[:72]}-replan")
+                ctx = dataclasses.replace(ctx, run_id=run_id)
                 source = source.at(parse_instant(plan.details["snapshot_time"]))
                 plan = source.plan(settings.date, settings.piece_rows)
                 results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
+                _discard_staging(fs, layout, settings.date, stale)  # best effort; see prepare
         totals = reconcile(results)
         _check_totals(totals, settings)
         _storage(wap.audit, fs, layout, settings.date, run_id, totals)

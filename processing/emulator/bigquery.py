@@ -65,7 +65,8 @@ class Faults:
     resource_exhausted: int = 0  # the next N CreateReadSession calls are refused
     delay_seconds: float = 0.0  # before each ReadRows message
     session_ttl_seconds: float | None = None  # sessions expire sooner than 6 hours
-    expire_sessions: int = 0  # the next N sessions are expired before they are read
+    expire_sessions: int = 0  # the next N sessions expire after expire_after_seconds
+    expire_after_seconds: float = 0.0
 
 
 @dataclass
@@ -154,6 +155,9 @@ class BigQueryReadServicer:
         matching = MatchCounter(table, window)
         total = sum(matching(unit) for unit in units)
         assigned = balance(units, self._stream_count(request, total))
+        if assigned:  # as the service, a new session cuts the table into other streams
+            turn = len(self.sessions) % len(assigned)
+            assigned = assigned[turn:] + assigned[:turn]
         counts = [[matching(unit) for unit in stream] for stream in assigned]
         projected = pa.schema([schema.field(c) for c in columns])
         name = f"projects/{request.parent.split('/')[-1]}/locations/us/sessions/{uuid.uuid4().hex}"
@@ -162,7 +166,7 @@ class BigQueryReadServicer:
         with self._lock:
             if self.faults.expire_sessions > 0:
                 self.faults.expire_sessions -= 1
-                lifetime = dt.timedelta(0)
+                lifetime = dt.timedelta(seconds=self.faults.expire_after_seconds)
         session = _Session(
             name=name,
             table=table,
@@ -270,6 +274,11 @@ class BigQueryReadServicer:
             skip = max(0, offset - position)
             position += rows
             for message, count, size in self._unit_messages(session, unit, skip, options):
+                if _now() >= session.expires:  # a session can expire while a stream is read
+                    context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"The read session {session.name} has expired",
+                    )
                 if abort_after is not None and sent >= abort_after and index not in session.aborted:
                     session.aborted.add(index)
                     context.abort(

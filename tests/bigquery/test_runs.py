@@ -135,9 +135,11 @@ def test_a_worker_killed_mid_run_still_yields_every_row_once(cli, emulator, tmp_
 def test_a_session_that_expires_mid_run_is_planned_again_at_the_same_snapshot(
     cli, emulator, tmp_path
 ) -> None:
-    table = _day(tmp_path / "day.parquet", 10_000, 2_000)
+    table = _day(tmp_path / "day.parquet", 10_000, 200)
     server = emulator({TABLE: table}, min_rows_per_stream=2_000)
-    server.faults.expire_sessions = 1
+    # the first session expires while its streams are being read (10 messages of 0.15 s each)
+    server.faults.expire_sessions, server.faults.expire_after_seconds = 1, 2.5
+    server.faults.delay_seconds = 0.15
     dest, expected = tmp_path / "lake", tmp_path / "expected"
     assert cli("run", "--date", D, "--source", table, "--dest", expected).returncode == 0
     done = cli("run", "--date", D, "--source", URL, "--bq-endpoint", server.address, "--dest", dest)
@@ -145,6 +147,10 @@ def test_a_session_that_expires_mid_run_is_planned_again_at_the_same_snapshot(
     assert "planning again at the same snapshot" in done.stderr
     assert server.servicer.calls["CreateReadSession"] == 2
     assert _published(dest) == _published(expected)
+    manifest = _manifest(dest)
+    assert manifest["run_id"].endswith("-replan")  # staged apart from the first attempt's tasks
+    first, second = list(server.servicer.sessions.values())
+    assert first.streams != second.streams  # the new session cut the table otherwise
 
 
 def test_plan_prints_the_session_and_reads_nothing(cli, emulator, tmp_path) -> None:
