@@ -255,3 +255,24 @@ def test_cached_responses_serve_the_same_rows(emulator, tmp_path: Path) -> None:
     assert sorted_rows(read_all(source(server.address, max_streams=3, slots=3))) == sorted_rows(
         first
     )
+
+
+def test_a_stream_that_stalls_is_abandoned_within_the_deadline(emulator, tmp_path: Path) -> None:
+    server = emulator({TABLE: write(tmp_path / "t.parquet", events(BOUNDARIES))})
+    plan = source(server.address, deadline_seconds=1).plan(DATE, 1000)
+    server.faults.delay_seconds = 30  # the server goes quiet before its first message
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=r"no data for 1 s"):
+        list(plan.pieces[0].read(1000))
+    assert time.monotonic() - started < 10
+
+
+def test_a_slow_consumer_is_not_a_stalled_stream(emulator, tmp_path: Path) -> None:
+    _generated(tmp_path / "day.parquet", 1_000, row_group_rows=250)
+    server = emulator({TABLE: tmp_path / "day.parquet"})
+    plan = source(server.address, deadline_seconds=1, max_streams=1, slots=1).plan(DATE, 1000)
+    rows = 0
+    for batch in plan.pieces[0].read(500):
+        time.sleep(1.5)  # longer than the deadline, spent by the consumer, not the stream
+        rows += batch.num_rows
+    assert rows == plan.details["estimated_rows"]

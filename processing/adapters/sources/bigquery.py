@@ -15,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import queue
+import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +72,17 @@ class _Connection:
 
 
 # --- the client ---------------------------------------------------------------------------------
+#: Unlimited message sizes (a response can exceed gRPC's 4 MiB default), and keepalive pings so a
+#: half-open connection is noticed in about a minute instead of hanging the task.
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
 def make_client(endpoint: str | None) -> Any:
     """A BigQueryRead client: Google's endpoint with ADC, or an emulator over plaintext gRPC.
 
@@ -76,27 +90,24 @@ def make_client(endpoint: str | None) -> Any:
     insecure channel (the client refuses credentials and a transport together).
     """
     from google.cloud import bigquery_storage_v1
+    from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+        BigQueryReadGrpcTransport,
+    )
 
     if endpoint:
         import grpc
-        from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
-            BigQueryReadGrpcTransport,
-        )
 
-        channel = grpc.insecure_channel(
-            endpoint,
-            options=[
-                ("grpc.max_receive_message_length", -1),
-                ("grpc.max_send_message_length", -1),
-            ],
-        )
+        channel = grpc.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
         return bigquery_storage_v1.BigQueryReadClient(
             transport=BigQueryReadGrpcTransport(channel=channel)
         )
     import google.auth.exceptions
 
     try:
-        return bigquery_storage_v1.BigQueryReadClient()
+        channel = BigQueryReadGrpcTransport.create_channel(options=_CHANNEL_OPTIONS)
+        return bigquery_storage_v1.BigQueryReadClient(
+            transport=BigQueryReadGrpcTransport(channel=channel)
+        )
     except google.auth.exceptions.DefaultCredentialsError as e:
         raise ConfigError(
             f"no usable Google credentials ({e}); set GOOGLE_APPLICATION_CREDENTIALS to a "
@@ -133,6 +144,13 @@ def translate(  # noqa: PLR0911 (one return per kind of error)
             f"{what}: access denied ({message}); the credentials need "
             "roles/bigquery.readSessionUser on the billing project and "
             "roles/bigquery.dataViewer on the table"
+        )
+    if isinstance(error, gx.InternalServerError) and (
+        "metadata from plugin" in message or "RefreshError" in message
+    ):  # credentials that fail when used (a revoked or malformed key) surface as INTERNAL
+        return ConfigError(
+            f"{what}: the credentials were refused ({message}); check "
+            "GOOGLE_APPLICATION_CREDENTIALS or the workload identity"
         )
     if isinstance(error, gx.FailedPrecondition) and "expired" in message.lower():
         return SessionExpiredError(f"{what}: the read session expired ({message})")
@@ -214,7 +232,7 @@ class BigQuerySource:
                 timeout=min(60.0, o.deadline_seconds),
             )
         except gx.InvalidArgument as e:
-            raise _drift(e, table) from None
+            raise _drift(e, table, o.time_column) from None
         except (gx.GoogleAPICallError, gx.RetryError) as e:
             raise translate(e, what, o.deadline_seconds) from None
         finally:
@@ -262,12 +280,20 @@ class BigQuerySource:
         return SourcePlan(source=self.url, pieces=pieces, details=details)
 
 
-def _drift(error: Exception, table: bq.TableRef) -> PipelineError:
-    """A selected field the table lacks: name it (the plan fails before any worker starts)."""
+def _drift(error: Exception, table: bq.TableRef, time_column: str) -> PipelineError:
+    """A selected field the table lacks, or a time column that is not a TIMESTAMP: name it
+    (the plan fails before any worker starts). Any other refusal is a configuration error."""
     message = getattr(error, "message", None) or str(error)
-    for name in s.SELECTED_FIELDS:
-        if name in message:
-            return InputError(f"table {table}: field {name!r} is missing or unusable ({message})")
+    if "No matching signature" in message:  # the window compares the column with TIMESTAMPs
+        return InputError(
+            f"table {table}: column {time_column!r} cannot be filtered as a TIMESTAMP "
+            f"({message}); set --bq-time-column to a TIMESTAMP column"
+        )
+    lowered = message.lower()
+    if any(word in lowered for word in ("not found", "unrecognized", "does not exist")):
+        for name in (*s.SELECTED_FIELDS, time_column):
+            if re.search(rf"\b{re.escape(name)}\b", message):
+                return InputError(f"table {table}: field {name!r} is missing ({message})")
     return ConfigError(f"read session on {table}: refused as invalid ({message})")
 
 
@@ -294,17 +320,12 @@ def read_stream(
     client = make_client(connection.endpoint)
     what = f"stream {stream.rsplit('/', 1)[-1]} of {connection.table}"
     arrow_schema = pa.ipc.read_schema(pa.py_buffer(schema))  # the session's: streams may be empty
+    deadline = connection.deadline_seconds
     pending: list[pa.RecordBatch] = []
     buffered = 0
     failure: PipelineError | None = None
     try:
-        # the client's stream reconnects after a transient error at the offset the messages'
-        # row_count advanced it to; each message is one Arrow IPC record batch
-        for message in client.read_rows(stream, retry=_retry(connection.deadline_seconds)):
-            serialized = message.arrow_record_batch.serialized_record_batch
-            if not message.row_count or not serialized:
-                continue
-            batch = pa.ipc.read_record_batch(pa.py_buffer(serialized), arrow_schema)
+        for batch in _received(client, stream, arrow_schema, deadline):
             pending.append(batch)
             buffered += batch.num_rows
             if buffered >= batch_rows:
@@ -312,14 +333,78 @@ def read_stream(
                 pending, buffered = [], 0
         if pending:
             yield _batch(pending)
+    except _StalledError:
+        failure = TransientError(
+            f"{what}: no data for {deadline:g} s (bq_deadline_seconds); the stream was abandoned"
+        )
     except (gx.GoogleAPICallError, gx.RetryError) as e:
-        failure = translate(e, what, connection.deadline_seconds)
+        failure = translate(e, what, deadline)
     finally:
-        _close(client)
+        _close(client)  # also ends a receiving thread still waiting on the server
     if failure is not None:
         # raised outside the handler, so it carries no chained gRPC error: Dask pickles an
         # error with its chain to send it to the client, and gRPC's errors hold locks
         raise failure
+
+
+class _StalledError(Exception):
+    """No message within the deadline."""
+
+
+_AHEAD = 8  # messages received ahead of the transform: about 8 MiB
+
+
+def _received(
+    client: Any, stream: str, schema: pa.Schema, deadline: float
+) -> Iterator[pa.RecordBatch]:
+    """The stream's record batches, received and decoded by a thread a few messages ahead.
+
+    The client's stream reconnects after a transient error at the offset the messages'
+    ``row_count`` advanced it to. Waiting here for a message longer than ``deadline`` raises
+    ``_StalledError`` (a server gone quiet, a connection that died without a word), instead of
+    waiting for the client's 24-hour call timeout: the call can block before its first message,
+    where the client offers nothing to cancel. Time the consumer spends on a batch does not
+    count.
+    """
+    received: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                received.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def receive() -> None:
+        try:
+            for message in client.read_rows(stream, retry=_retry(deadline)):
+                serialized = message.arrow_record_batch.serialized_record_batch
+                if message.row_count and serialized:
+                    batch = pa.ipc.read_record_batch(pa.py_buffer(serialized), schema)
+                    if not put(("batch", batch)):
+                        return
+            put(("end", None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            put(("error", e))
+
+    threading.Thread(target=receive, name="bq-stream", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = received.get(timeout=deadline)
+            except queue.Empty:
+                raise _StalledError() from None
+            if kind == "batch":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
 
 
 def _batch(messages: list[pa.RecordBatch]) -> pa.Table:
