@@ -88,15 +88,39 @@ def _check_totals(totals: RunTotals, settings: Settings) -> None:
 
 
 def task_slots(settings: Settings) -> int:
-    """Task threads the run's cluster will have (an external scheduler: as if local)."""
+    """Task threads of the run's cluster: the LocalCluster's, or those an existing scheduler's
+    workers have now (an adaptive cluster that has none yet counts as a local one)."""
     cores = os.cpu_count() or 1
+    if settings.scheduler:
+        threads = _scheduler_threads(settings.scheduler)
+        if threads:
+            return threads
+        log.warning(
+            "the scheduler at %s has no workers yet: sizing the read for %d threads "
+            "(set --bq-max-streams to choose)",
+            settings.scheduler,
+            cores,
+        )
+        return cores
     if settings.processes:
         return (settings.workers or cores) * (settings.threads_per_worker or 1)
     return (settings.workers or 1) * (settings.threads_per_worker or cores)
 
 
+def _scheduler_threads(address: str) -> int:
+    try:
+        with Client(address, timeout="30s") as client:
+            return sum(client.nthreads().values())
+    except ValueError as e:
+        raise ConfigError(f"--scheduler {address!r} is not an address: {e}") from e
+    except (OSError, TimeoutError) as e:
+        raise TransientError(f"cannot reach the Dask scheduler at {address}: {e}") from e
+
+
 def source_for(settings: Settings) -> Source:
     """The source of ``settings``; a BigQuery one gets its options from the settings."""
+    if not settings.source.startswith("bigquery://"):
+        return open_source(settings.source, settings.storage_options)
     options = BigQueryOptions(
         endpoint=settings.bq_endpoint,
         billing_project=settings.billing_project,

@@ -224,3 +224,21 @@ def test_schema_drift_fails_before_any_worker_starts(cli, emulator, tmp_path) ->
     assert done.returncode == 3, done.stderr
     assert "'user_identifiers'" in done.stderr
     assert "Dask dashboard" not in done.stderr  # failed at the plan, before the cluster
+
+
+def test_streams_are_sized_to_an_existing_schedulers_threads(cli, emulator, tmp_path) -> None:
+    from distributed import LocalCluster
+
+    table = _day(tmp_path / "day.parquet", 6_000, 500)
+    server = emulator({TABLE: table}, min_rows_per_stream=100)
+    with LocalCluster(
+        n_workers=3, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
+    ) as cluster:
+        done = cli(
+            "run", "--date", D, "--source", URL, "--bq-endpoint", server.address,
+            "--dest", tmp_path / "lake", "--scheduler", cluster.scheduler_address,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    details = _manifest(tmp_path / "lake")["source_details"]
+    assert details["max_stream_count"] == 12  # 4 per thread of the 3 workers, not of this host
+    assert details["streams"] == 12
