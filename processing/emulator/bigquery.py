@@ -13,7 +13,7 @@ It serves local files as tables (see :mod:`processing.emulator.tables`) to the r
 
 Faults for tests and demos (:class:`Faults`, changeable while it runs): abort each stream once
 with UNAVAILABLE after N rows, RESOURCE_EXHAUSTED on the first N session requests, a delay per
-message, short-lived or already expired sessions.
+message, short-lived or already expired sessions, no access.
 
 Run it with ``python -m processing emulator bigquery --table PROJECT.DATASET.TABLE=PATH``, or
 in-process with ``with Emulator({...}) as address:``.
@@ -63,6 +63,7 @@ _CODECS = {
 class Faults:
     unavailable_after_rows: int | None = None  # each stream aborts once, after this many rows
     resource_exhausted: int = 0  # the next N CreateReadSession calls are refused
+    permission_denied: bool = False  # every CreateReadSession is refused: no access
     delay_seconds: float = 0.0  # before each ReadRows message
     session_ttl_seconds: float | None = None  # sessions expire sooner than 6 hours
     expire_sessions: int = 0  # the next N sessions expire after expire_after_seconds
@@ -114,6 +115,12 @@ class BigQueryReadServicer:
         self, request: types.CreateReadSessionRequest, context: grpc.ServicerContext
     ) -> types.ReadSession:
         self.calls["CreateReadSession"] += 1
+        if self.faults.permission_denied:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "Access Denied: User does not have bigquery.readsessions.create permission "
+                "(emulated)",
+            )
         with self._lock:
             if self.faults.resource_exhausted > 0:
                 self.faults.resource_exhausted -= 1

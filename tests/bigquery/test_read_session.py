@@ -276,3 +276,10 @@ def test_a_slow_consumer_is_not_a_stalled_stream(emulator, tmp_path: Path) -> No
         time.sleep(1.5)  # longer than the deadline, spent by the consumer, not the stream
         rows += batch.num_rows
     assert rows == plan.details["estimated_rows"]
+
+
+def test_access_denied_is_a_configuration_error_naming_the_roles(emulator, tmp_path) -> None:
+    server = emulator({TABLE: write(tmp_path / "t.parquet", events(BOUNDARIES))})
+    server.faults.permission_denied = True
+    with pytest.raises(ConfigError, match=r"access denied.*roles/bigquery.readSessionUser"):
+        source(server.address).plan(DATE, 1000)
