@@ -161,7 +161,7 @@ class BigQueryReadServicer:
         units = table.units(files)
         matching = MatchCounter(table, window)
         total = sum(matching(unit) for unit in units)
-        assigned = balance(units, self._stream_count(request, total))
+        assigned = balance(units, self._stream_count(request, total), matching)
         if assigned:  # as the service, a new session cuts the table into other streams
             turn = len(self.sessions) % len(assigned)
             assigned = assigned[turn:] + assigned[:turn]

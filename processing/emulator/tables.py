@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -189,27 +190,6 @@ def window_mask(table: pa.Table, window: Window | None) -> pa.Array | None:
     return pc.fill_null(mask, False).combine_chunks()
 
 
-def balance(units: list[Unit], streams: int) -> list[list[Unit]]:
-    """``streams`` contiguous runs of rows of the same size (as the service's streams), cutting
-    units where a run ends. A stream of a few large units next to one of many would make the
-    last task of a run the long one."""
-    if streams <= 0:
-        return []
-    total = sum(u.length for u in units)
-    per = max(1, -(-total // streams))
-    out: list[list[Unit]] = [[] for _ in range(streams)]
-    index, room = 0, per
-    for unit in units:
-        offset, left = unit.offset, unit.length
-        while left:
-            take = min(left, room)
-            out[index].append(Unit(unit.file, unit.row_group, offset, take))
-            offset, left, room = offset + take, left - take, room - take
-            if room == 0 and index < streams - 1:
-                index, room = index + 1, per
-    return out
-
-
 class MatchCounter:
     """Rows of a unit inside the window; the restriction column of each row group (or file)
     is read once, whatever the units cut from it."""
@@ -217,18 +197,62 @@ class MatchCounter:
     def __init__(self, table: Table, window: Window | None) -> None:
         self.table = table
         self.window = window
-        self._masks: dict[tuple[str, int | None], pa.Array] = {}
+        self._masks: dict[tuple[str, int | None], np.ndarray] = {}
 
-    def __call__(self, unit: Unit) -> int:
+    def _mask(self, unit: Unit) -> np.ndarray | None:
         if self.window is None:
-            return unit.length
+            return None
         key = (unit.file, unit.row_group)
         if key not in self._masks:
             whole = self.table.read_whole(unit.file, unit.row_group, [self.window.column])
             mask = window_mask(whole, self.window)
             assert mask is not None
-            self._masks[key] = mask
-        return int(pc.sum(self._masks[key].slice(unit.offset, unit.length)).as_py() or 0)
+            self._masks[key] = mask.to_numpy(zero_copy_only=False)
+        return self._masks[key]
+
+    def __call__(self, unit: Unit) -> int:
+        mask = self._mask(unit)
+        if mask is None:
+            return unit.length
+        return int(np.count_nonzero(mask[unit.offset : unit.offset + unit.length]))
+
+    def cut(self, unit: Unit, start: int, rows: int) -> int:
+        """The position in ``unit``'s file just after its ``rows``-th row inside the window,
+        counting from ``start``."""
+        mask = self._mask(unit)
+        if mask is None:
+            return start + rows
+        inside = np.flatnonzero(mask[start : unit.offset + unit.length])
+        return start + int(inside[rows - 1]) + 1
+
+
+def balance(units: list[Unit], streams: int, counter: MatchCounter) -> list[list[Unit]]:
+    """``streams`` contiguous runs holding the same number of rows inside the window (as the
+    service's streams), cutting units where a run ends. A stream of a few large units next to one
+    of many would make the last task of a run the long one; units with no row in the window go
+    with their neighbours, so some streams may be empty, as the service's can be."""
+    if streams <= 0:
+        return []
+    total = sum(counter(u) for u in units)
+    per = max(1, -(-total // streams))
+    out: list[list[Unit]] = [[] for _ in range(streams)]
+    index, room = 0, per
+    for unit in units:
+        start, end, left = unit.offset, unit.offset + unit.length, counter(unit)
+        while start < end:
+            if left <= room or index == streams - 1:  # the rest of the unit fits this stream
+                out[index].append(Unit(unit.file, unit.row_group, start, end - start))
+                room -= left
+                start = end
+            else:
+                cut = counter.cut(unit, start, room)
+                out[index].append(Unit(unit.file, unit.row_group, start, cut - start))
+                left -= room
+                room = 0
+                start = cut
+            if room <= 0 and index < streams - 1:
+                index, room = index + 1, per
+    return out
 
 
 def batches(table: pa.Table, max_bytes: int) -> Iterator[pa.RecordBatch]:

@@ -283,3 +283,17 @@ def test_access_denied_is_a_configuration_error_naming_the_roles(emulator, tmp_p
     server.faults.permission_denied = True
     with pytest.raises(ConfigError, match=r"access denied.*roles/bigquery.readSessionUser"):
         source(server.address).plan(DATE, 1000)
+
+
+def test_streams_share_the_days_rows_evenly_on_a_table_of_several_days(
+    emulator, tmp_path: Path
+) -> None:
+    day = [(utc(2023, 10, 23, h % 24, m), "view", "web", f"u{h}-{m}", None, None)
+           for h in range(24) for m in range(0, 60, 5)]  # fmt: skip
+    before = [(utc(2023, 10, 22, 12), "view", "web", "x", None, None)] * 1_000
+    after = [(utc(2023, 10, 24, 12), "view", "web", "y", None, None)] * 1_000
+    server = emulator({TABLE: write(tmp_path / "t.parquet", events(before + day + after), 100)})
+    plan = source(server.address, max_streams=4, slots=4).plan(DATE, 1000)
+    per_stream = [sum(t.num_rows for t in p.read(10_000)) for p in plan.pieces]
+    assert sum(per_stream) == len(day)
+    assert max(per_stream) - min(per_stream) <= 1  # not one stream with the day, three without

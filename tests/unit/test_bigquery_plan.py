@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processing.emulator.tables import Unit, balance
+from processing.emulator.tables import MatchCounter, Unit, balance
 from processing.logic import bigquery as bq
 
 
@@ -111,7 +111,7 @@ def test_cost_and_suggested_size() -> None:
 )
 def test_streams_cover_every_row_once_in_similar_sizes(lengths: list[int], streams: int) -> None:
     units = [Unit(f"f{i}", 0, 0, n) for i, n in enumerate(lengths)]
-    assigned = balance(units, streams)
+    assigned = balance(units, streams, MatchCounter(None, None))  # type: ignore[arg-type]
     assert len(assigned) == streams
     covered = [
         (u.file, row) for s in assigned for u in s for row in range(u.offset, u.offset + u.length)
