@@ -25,6 +25,7 @@ from processing.logic.validate import model_frame
 from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.model import output_model
+from tests.unit.pairs import column_pairs
 
 DATE = dt.date(2023, 10, 23)
 DAY_START = dt.datetime(2023, 10, 23, tzinfo=dt.UTC)
@@ -253,20 +254,8 @@ def test_iso_timestamps_parse_to_their_instant(pairs: list[tuple[str, dt.datetim
     table = pa.Table.from_pylist(rows, schema=s.TEXT_INPUT_SCHEMA)
     result = split_batch(table, DATE)
     check_invariants(table, result)
-    valid = dict(
-        zip(
-            result.valid.column(s.USER_ID).to_pylist(),
-            result.valid.column(s.EVENT_DATETIME).to_pylist(),
-            strict=True,
-        )
-    )
-    rejected = dict(
-        zip(
-            result.rejected.column("row_in_piece").to_pylist(),
-            result.rejected.column("reasons").to_pylist(),
-            strict=True,
-        )
-    )
+    valid = column_pairs(result.valid, s.USER_ID, s.EVENT_DATETIME)
+    rejected = column_pairs(result.rejected, "row_in_piece", "reasons")
     for i, (text, instant) in enumerate(pairs):
         if DAY_START <= instant < DAY_END:
             assert valid.get(f"user_{i}") == instant, text

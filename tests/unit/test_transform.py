@@ -15,6 +15,7 @@ from processing.logic.batch import BatchResult, split_batch
 from processing.logic.normalise import normalise
 from processing.spec import rules as r
 from processing.spec import schema as s
+from tests.unit.pairs import column_pairs
 
 DATE = dt.date(2023, 10, 23)
 UTC = dt.UTC
@@ -178,20 +179,8 @@ def test_all_text_timestamps_in_one_batch_match_row_by_row() -> None:
     rows = [record(timestamp=t, user_id=f"user_{i}") for i, t in enumerate(texts)]
     result = split_batch(text_table(rows), DATE)
     assert result.rows_read == len(rows)
-    valid = dict(
-        zip(
-            result.valid.column(s.USER_ID).to_pylist(),
-            result.valid.column(s.EVENT_DATETIME).to_pylist(),
-            strict=True,
-        )
-    )
-    rejected = dict(
-        zip(
-            result.rejected.column("row_in_piece").to_pylist(),
-            result.rejected.column("reason").to_pylist(),
-            strict=True,
-        )
-    )
+    valid = column_pairs(result.valid, s.USER_ID, s.EVENT_DATETIME)
+    rejected = column_pairs(result.rejected, "row_in_piece", "reason")
     for i, want in enumerate(expected):
         if isinstance(want, str):
             assert rejected[i] == want, texts[i]
