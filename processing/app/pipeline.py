@@ -32,6 +32,7 @@ from processing.adapters.sources import (
 from processing.adapters.storage import filesystem, redact_url
 from processing.adapters.writer import WriteOptions
 from processing.app.piece_task import TaskContext, process_piece, warm_up
+from processing.logic.bigquery import SCHEME
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import PieceResult, RunTotals, build_manifest, reconcile
 from processing.spec.errors import (
@@ -119,7 +120,7 @@ def _scheduler_threads(address: str) -> int:
 
 def source_for(settings: Settings) -> Source:
     """The source of ``settings``; a BigQuery one gets its options from the settings."""
-    if not settings.source.startswith("bigquery://"):
+    if not settings.source.startswith(SCHEME):
         return open_source(settings.source, settings.storage_options)
     options = BigQueryOptions(
         endpoint=settings.bq_endpoint,

@@ -13,25 +13,24 @@ import math
 import re
 from dataclasses import dataclass
 
+from processing.spec.bigquery import COMPRESSIONS, MAX_STREAMS, check_column, check_options
+
+__all__ = ["COMPRESSIONS", "MAX_STREAMS", "check_column", "check_options"]
+
 SCHEME = "bigquery://"
 #: Pseudo-column of ingestion-time partitioned tables, filtered with a DATE literal.
 PARTITION_DATE = "_PARTITIONDATE"
-#: BigQuery caps a read session at 1,000 streams.
-MAX_STREAMS = 1000
 #: Streams asked for per worker thread: more than one, so a slow stream does not idle the rest.
 STREAMS_PER_SLOT = 4
 #: What one worker thread gets through, for the plan's suggestion (measured: ~1.5M rows/s for two
 #: threads on the benchmark machine, about 50 MB/s of Arrow from BigQuery).
 BYTES_PER_SLOT_SECOND = 25_000_000
 TIB = 2**40
-#: Arrow buffer compressions a read session can ask for.
-COMPRESSIONS = ("LZ4_FRAME", "ZSTD", "NONE")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_\-]{0,1023}"
 _TABLE_URL = re.compile(
     rf"^{re.escape(SCHEME)}(?P<project>[a-z][a-z0-9\-]*)\.(?P<dataset>{_NAME})\.(?P<table>{_NAME})$"
 )
-_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 
 
 @dataclass(frozen=True)
@@ -66,27 +65,6 @@ def parse_table_path(path: str) -> TableRef:
     if len(parts) != 6 or parts[0::2] != ["projects", "datasets", "tables"]:
         raise ValueError(f"{path!r} is not projects/P/datasets/D/tables/T")
     return TableRef(parts[1], parts[3], parts[5])
-
-
-def check_column(column: str) -> str:
-    if not _COLUMN.match(column):
-        raise ValueError(f"{column!r} is not a column name (letters, digits and _)")
-    return column
-
-
-def check_options(
-    compression: str, time_column: str, deadline_seconds: float, max_streams: int | None
-) -> str | None:
-    """What is wrong with these read options (naming the setting), or None."""
-    if compression not in COMPRESSIONS:
-        return f"bq_compression {compression!r}: use one of {', '.join(COMPRESSIONS)}"
-    if not _COLUMN.match(time_column):
-        return f"bq_time_column {time_column!r} is not a column name (letters, digits and _)"
-    if deadline_seconds <= 0:
-        return "bq_deadline_seconds must be positive"
-    if max_streams is not None and not 1 <= max_streams <= MAX_STREAMS:
-        return f"bq_max_streams must be in 1..{MAX_STREAMS}"
-    return None
 
 
 def _timestamp_literal(moment: dt.datetime) -> str:

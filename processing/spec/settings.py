@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from processing.spec.bigquery import check_options
 from processing.spec.errors import ConfigError
 
 ENV_PREFIX = "PROCESSING_"
@@ -164,8 +165,6 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"bad setting: {message}")
-        from processing.logic.bigquery import check_options
-
         problem = check_options(
             self.bq_compression, self.bq_time_column, self.bq_deadline_seconds, self.bq_max_streams
         )
