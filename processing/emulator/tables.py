@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -93,16 +92,13 @@ class Table:
 
     def __init__(self, name: str, location: str) -> None:
         self.name = name
+        self._memory: dict[str, pa.Table] = {}  # Arrow and JSON Lines files, loaded once
         self.location = location
         _files(location)  # fail at start-up on a missing path
 
     def files(self, snapshot: dt.datetime) -> list[str]:
         limit = snapshot.timestamp()
         return [f for f in _files(self.location) if os.path.getmtime(f) <= limit]
-
-    @cached_property
-    def _memory(self) -> dict[str, pa.Table]:
-        return {}
 
     def _in_memory(self, path: str) -> pa.Table:
         if path not in self._memory:
@@ -160,7 +156,7 @@ class Table:
             if position >= end:
                 break
         return pa.Table.from_batches(
-            parts, schema=parquet.schema_arrow.empty_table().select(columns).schema
+            parts, schema=pa.schema([parquet.schema_arrow.field(c) for c in columns])
         )
 
 

@@ -68,7 +68,7 @@ class _Connection:
 
     endpoint: str | None
     deadline_seconds: float
-    table: str = field(default="")
+    table: str  # for messages
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def _iso(moment: Any) -> str:
 
 def _close(client: Any) -> None:
     try:
-        client._transport.close()
+        client.transport.close()
     except Exception:  # closing is best effort
         log.debug("closing the BigQuery client failed", exc_info=True)
 
