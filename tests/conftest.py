@@ -69,3 +69,26 @@ def tree_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+@pytest.fixture
+def generate(cli: CliRunner, tmp_path: Path) -> Callable[..., Path]:
+    def make(name: str, date: str, rows: int, bad: float = 0.0, seed: int = 0) -> Path:
+        out = tmp_path / "input" / name
+        done = cli(
+            "generate",
+            "--date",
+            date,
+            "--rows",
+            rows,
+            "--bad-fraction",
+            bad,
+            "--seed",
+            seed,
+            "--out",
+            out,
+        )
+        assert done.returncode == 0, done.stderr
+        return out
+
+    return make

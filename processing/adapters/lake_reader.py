@@ -17,6 +17,15 @@ from processing.adapters.storage import filesystem
 from processing.logic.layout import EVENTS, REJECTED, Layout
 from processing.spec import schema as s
 
+
+def _lake(dest: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    """The filesystem and root of ``dest``, seen as it is now: fsspec reuses filesystem objects,
+    and an S3 one would otherwise answer from listings cached before the last publish."""
+    fs, root = filesystem(dest, storage_options)
+    fs.invalidate_cache()
+    return fs, root
+
+
 _REJECTED_PARTITIONING = ds.partitioning(
     s.PARTITION_SCHEMA.remove(s.PARTITION_SCHEMA.get_field_index(s.EVENT_NAME)), flavor="hive"
 )
@@ -24,7 +33,7 @@ _REJECTED_PARTITIONING = ds.partitioning(
 
 def events_dataset(dest: str, storage_options: Mapping[str, Any] | None = None) -> ds.Dataset:
     """All published events under ``dest`` (every date)."""
-    fs, root = filesystem(dest, storage_options)
+    fs, root = _lake(dest, storage_options)
     return ds.dataset(
         f"{root}/{EVENTS}",
         filesystem=fs,
@@ -36,7 +45,7 @@ def events_dataset(dest: str, storage_options: Mapping[str, Any] | None = None) 
 
 def rejected_dataset(dest: str, storage_options: Mapping[str, Any] | None = None) -> ds.Dataset:
     """All published rejected rows under ``dest``, with ``event_date`` from the path."""
-    fs, root = filesystem(dest, storage_options)
+    fs, root = _lake(dest, storage_options)
     schema = s.REJECTED_SCHEMA.append(s.PARTITION_SCHEMA.field(s.EVENT_DATE))
     return ds.dataset(
         f"{root}/{REJECTED}",
@@ -51,7 +60,7 @@ def read_manifest(
     dest: str, date: dt.date, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The manifest of the run that published ``date``, or None if the date is not published."""
-    fs, root = filesystem(dest, storage_options)
+    fs, root = _lake(dest, storage_options)
     path = Layout(root).manifest(date)
     if not fs.exists(path):
         return None
@@ -61,7 +70,7 @@ def read_manifest(
 
 def published_dates(dest: str, storage_options: Mapping[str, Any] | None = None) -> list[dt.date]:
     """Dates with a manifest (complete publishes), oldest first."""
-    fs, root = filesystem(dest, storage_options)
+    fs, root = _lake(dest, storage_options)
     base = f"{root}/{EVENTS}"
     if not fs.exists(base):
         return []

@@ -1,23 +1,35 @@
-"""Write-audit-publish for one date on any fsspec filesystem.
+"""Write-audit-publish for one date, on any fsspec filesystem: local disk, S3, S3-compatible.
+
+S3 cannot rename a directory or replace several keys at once, so the publish is a short series of
+steps, each of which can be repeated, with the date's manifest as the switch. The caller holds
+the date's lock (:mod:`processing.adapters.date_lock`) through all of it.
 
 1. ``prepare``: complete a publish that was interrupted (its marker is still there), then remove
-   all other staging of this date (failed or killed runs, or an earlier attempt of this run id).
-2. The run writes under ``_staging/event_date=D/run_id=R/{events,rejected}``; nothing published
-   is touched.
-3. ``audit``: every file the tasks reported exists, with the reported row count in its footer,
-   and no other file is there.
-4. ``publish``: the manifest goes into the staged events directory (after every data file); a
-   marker ``_publishing`` is written into the run's staging directory; then, for rejected rows and
-   then events, the published directory of the date moves to ``_previous/`` and the staged one
-   takes its place; last, the staging directory and its marker are removed.
+   all other staging of the date (failed or killed runs).
+2. The run writes under ``_staging/event_date=D/run_id=R/{events,rejected}``. File names carry the
+   run's tag, so no two versions of a date share a name. Nothing published is touched.
+3. ``audit``: every file the tasks reported exists with the reported row count in its footer, no
+   other file is there, every reported partition is there, and the first row group of one file
+   per event name conforms to the Pandera output model.
+4. ``publish``: the manifest goes into the staged events directory, then a ``_publishing`` marker
+   into the run's staging; from here on, the next holder of the lock completes the publish if
+   this process dies. Then:
 
-Every step of 4 can be repeated, so a publish killed or failed half way is simply completed by
-the next run of the date (``prepare``): the date ends up holding exactly that run's files, never a
-mix. On a local disk each move is one directory rename; between the two renames of a dataset a
-reader sees no directory for about a millisecond, and between the two datasets it may see the new
-rejected rows beside the old events. Readers that go through the manifest (inside the events
-directory) see one complete run. Other dates are never touched. Object stores get their own
-publisher (see the S3 issue).
+   a. the published version is copied (as its manifest lists it) to ``_previous/event_date=D``,
+      replacing the version kept there, its manifest last; a rollback copies it back;
+   b. the run's files are copied into the published directories, beside the old ones;
+   c. the run's manifest is written over the published one: the switch (one PUT, or one rename);
+   d. every file of the published date that the new manifest does not list is deleted;
+   e. the staging is removed, marker first.
+
+On S3 the copies are server-side and concurrent; on a local disk they are hard links, so no byte
+is copied. What readers see, at every moment:
+
+- through the manifest: one complete version (the old until c, the new after c). The old
+  version's files stay in ``_previous/`` until the next publish of the date;
+- listing the date's prefix: every file of at least one complete version, plus, from b to d, the
+  files of the other version (rows can appear twice in that window, never be missing). ``publish``
+  returns that window's length.
 """
 
 from __future__ import annotations
@@ -25,63 +37,180 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import posixpath
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
 from processing.logic.manifest import RunTotals
+from processing.logic.validate import output_problems
+from processing.spec import schema as s
 from processing.spec.errors import AuditError, ConfigError
 
 log = logging.getLogger(__name__)
 
 MARKER = "_publishing"
+#: Concurrent footer reads and sample validations of the audit.
+_AUDIT_THREADS = 8
 
 
-def _move(fs: Any, source: str, target: str) -> None:
-    if fs.exists(target):
-        raise AuditError(f"cannot publish: {target} exists and would be merged into")
-    fs.makedirs(posixpath.dirname(target), exist_ok=True)
-    fs.mv(source, target, recursive=True)
+@dataclass(frozen=True)
+class _Version:
+    """Where one version of a date lives: its events and rejected directories."""
+
+    events: str
+    rejected: str
+
+    def file(self, entry: Mapping[str, Any]) -> str:
+        return f"{self.events if entry['dataset'] == EVENTS else self.rejected}/{entry['path']}"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.events}/{MANIFEST}"
 
 
-def _swap_in(fs: Any, layout: Layout, date: dt.date, staging_run: str) -> None:
-    """Steps that can be repeated: each staged dataset replaces the published one."""
-    previous = layout.previous(date)
-    for name, published in (
-        (REJECTED, layout.rejected_date(date)),
-        (EVENTS, layout.events_date(date)),
-    ):
-        staged = f"{staging_run}/{name}"
-        if not fs.exists(staged):
-            continue  # already moved in
-        if fs.exists(published):
-            if fs.exists(f"{previous}/{name}"):
-                fs.rm(f"{previous}/{name}", recursive=True)
-            _move(fs, published, f"{previous}/{name}")
-        _move(fs, staged, published)
-    fs.rm(staging_run, recursive=True)
+def _published(layout: Layout, date: dt.date) -> _Version:
+    return _Version(layout.events_date(date), layout.rejected_date(date))
 
 
-def prepare(fs: Any, layout: Layout, date: dt.date) -> None:
-    """Check the destination takes writes; complete an interrupted publish of this date; then
-    remove all of its staging."""
-    staging = layout.staging_date(date)
+def _previous(layout: Layout, date: dt.date) -> _Version:
+    return _Version(f"{layout.previous(date)}/{EVENTS}", f"{layout.previous(date)}/{REJECTED}")
+
+
+def _staged(layout: Layout, date: dt.date, run_id: str) -> _Version:
+    return _Version(*layout.staged(date, run_id))
+
+
+# --- filesystem primitives --------------------------------------------------------------------
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol
+
+
+def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
     try:
-        fs.makedirs(staging, exist_ok=True)
-        fs.pipe(f"{staging}/.write-probe", b"")
-        fs.rm(f"{staging}/.write-probe")
+        return json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
+    """Write a small JSON object so that readers see the old or the new one, never a part."""
+    data = json.dumps(document, indent=2).encode()
+    if _is_local(fs):
+        os.makedirs(posixpath.dirname(path), exist_ok=True)
+        temporary = f"{path}.tmp-{os.getpid()}"
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    else:  # one PUT: atomic on S3
+        fs.pipe_file(path, data)
+
+
+def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
+    """Copy files (server-side and concurrently on object stores; hard links on a local disk).
+
+    Repeating a copy is harmless: a target name always belongs to one version, same bytes.
+    """
+    if not pairs:
+        return
+    if not _is_local(fs):
+        fs.copy([a for a, _ in pairs], [b for _, b in pairs])
+        return
+    for source, target in pairs:
+        os.makedirs(posixpath.dirname(target), exist_ok=True)
+        if os.path.exists(target):
+            continue
+        try:
+            os.link(source, target)
+        except OSError:  # a filesystem without hard links, or across devices
+            shutil.copyfile(source, target)
+
+
+def _files_under(fs: Any, directories: Iterable[str]) -> list[str]:
+    """Every file under the directories (a prefix listing each; never the whole bucket)."""
+    found: list[str] = []
+    for directory in directories:
+        if fs.exists(directory):
+            found.extend(fs.find(directory))
+    return found
+
+
+def _remove(fs: Any, paths: list[str]) -> None:
+    if paths:
+        fs.rm(paths)
+
+
+def _remove_tree(fs: Any, path: str) -> None:
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def _remove_empty_directories(fs: Any, directories: Iterable[str]) -> None:
+    """Local disks keep directories of deleted files (object stores have none): drop them."""
+    if not _is_local(fs):
+        return
+    for top in directories:
+        for current, subdirs, files in os.walk(top, topdown=False):
+            if current != top and not subdirs and not files:
+                os.rmdir(current)
+    for top in directories:
+        if os.path.isdir(top) and not os.listdir(top):
+            os.rmdir(top)
+
+
+def _write_probe(fs: Any, layout: Layout, date: dt.date) -> None:
+    probe = f"{layout.staging_date(date)}/.write-probe"
+    try:
+        fs.makedirs(layout.staging_date(date), exist_ok=True)
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
     except OSError as e:
         raise ConfigError(f"cannot write under the destination {layout.root}: {e}") from e
+
+
+# --- steps -------------------------------------------------------------------------------------
+def published_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
+    return _read_json(fs, layout.manifest(date))
+
+
+def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
+    """Check the destination takes writes and that ``run_id`` is not the published run's;
+    complete an interrupted publish of the date; remove all of its other staging."""
+    _write_probe(fs, layout, date)
+    current = published_manifest(fs, layout, date)
+    if current is not None and current.get("run_id") == run_id:
+        raise ConfigError(
+            f"run id {run_id!r} is the one published for {date}: give the rerun a new run id "
+            "(or none, to have one generated)"
+        )
+    complete_interrupted(fs, layout, date)
+    staging = layout.staging_date(date)
+    for stale in fs.ls(staging, detail=False) if fs.exists(staging) else []:
+        log.info("removing staging of a run that did not publish: %s", stale)
+    _remove_tree(fs, staging)
+
+
+def complete_interrupted(fs: Any, layout: Layout, date: dt.date) -> bool:
+    """Complete a publish of ``date`` that a dead process left half done; True if there was one."""
+    staging = layout.staging_date(date)
+    if not fs.exists(staging):
+        return False
+    completed = False
     for entry in fs.ls(staging, detail=False):
         run_dir = entry.rstrip("/")
         if fs.exists(f"{run_dir}/{MARKER}"):
             log.warning("completing the interrupted publish of %s", run_dir)
-            _swap_in(fs, layout, date, run_dir)
-    for stale in fs.ls(staging, detail=False):
-        log.info("removing staging of a run that did not publish: %s", stale)
-    fs.rm(staging, recursive=True)
+            _switch(fs, layout, date, run_dir.rsplit("run_id=", 1)[-1], check=None)
+            completed = True
+    return completed
 
 
 def publishing_started(fs: Any, layout: Layout, date: dt.date, run_id: str) -> bool:
@@ -89,30 +218,52 @@ def publishing_started(fs: Any, layout: Layout, date: dt.date, run_id: str) -> b
 
 
 def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals) -> None:
-    """Check the staged files against what the tasks reported (footers only; no data read)."""
-    events_dir, rejected_dir = layout.staged(date, run_id)
+    """Check the staged files against what the tasks reported, and sample them against the
+    output model. Reads footers, and the first row group of one file per event name."""
+    staged = _staged(layout, date, run_id)
+    expected = {staged.file({"dataset": f.dataset, "path": f.path}): f for f in totals.files}
     problems: list[str] = []
-    expected = set()
-    for f in totals.files:
-        path = f"{events_dir if f.dataset == EVENTS else rejected_dir}/{f.path}"
-        expected.add(path)
-        if not fs.exists(path):
-            problems.append(f"missing {path}")
-            continue
-        with fs.open(path, "rb") as handle:
-            rows = pq.ParquetFile(handle).metadata.num_rows
-        if rows != f.rows:
-            problems.append(f"{path} holds {rows} rows, reported {f.rows}")
     found = {
-        p
-        for d in (events_dir, rejected_dir)
-        if fs.exists(d)
-        for p in fs.find(d)
-        if p.endswith(".parquet")
+        p for p in _files_under(fs, (staged.events, staged.rejected)) if p.endswith(".parquet")
     }
-    strays = found - expected
+    missing = sorted(set(expected) - found)
+    problems += [f"missing {p}" for p in missing]
+    strays = found - set(expected)
     if strays:
         problems.append(f"files no task reported: {sorted(strays)[:5]}")
+    partitions = {f.event_name for f in totals.files if f.dataset == EVENTS}
+    if partitions != set(totals.valid_by_event):
+        problems.append(
+            f"event partitions written {sorted(map(str, partitions))} are not those counted "
+            f"{sorted(totals.valid_by_event)}"
+        )
+
+    def footer(path: str) -> str | None:
+        with fs.open(path, "rb") as handle:
+            rows = pq.ParquetFile(handle).metadata.num_rows
+        reported = expected[path].rows
+        return None if rows == reported else f"{path} holds {rows} rows, reported {reported}"
+
+    samples: dict[str, str] = {}
+    for path, f in sorted(expected.items()):
+        if f.dataset == EVENTS and f.event_name is not None and path in found:
+            samples.setdefault(f.event_name, path)
+
+    def conforms(item: tuple[str, str]) -> str | None:
+        event_name, path = item
+        with fs.open(path, "rb") as handle:
+            names = pq.read_schema(handle).names
+            handle.seek(0)
+            categorical = [c for c in s.CATEGORICAL if c in names]
+            parquet = pq.ParquetFile(handle, read_dictionary=categorical)
+            rows = parquet.read_row_group(0) if parquet.num_row_groups else None
+        wrong = output_problems(rows, event_name, date) if rows is not None else []
+        return f"{path} does not match the output model: {wrong[:5]}" if wrong else None
+
+    with ThreadPoolExecutor(_AUDIT_THREADS) as pool:
+        checked = [*pool.map(footer, sorted(found & set(expected)))]
+        checked += [*pool.map(conforms, sorted(samples.items()))]
+    problems += [p for p in checked if p]
     if problems:
         raise AuditError(
             "staged files do not match the run's counts, nothing published: "
@@ -120,20 +271,118 @@ def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals
         )
 
 
-def publish(fs: Any, layout: Layout, date: dt.date, run_id: str, manifest: dict[str, Any]) -> None:
-    """Replace the date's published events and rejected rows with this run's, manifest first in.
+def publish(
+    fs: Any,
+    layout: Layout,
+    date: dt.date,
+    run_id: str,
+    manifest: Mapping[str, Any],
+    *,
+    check: Callable[[], None] | None = None,
+) -> float:
+    """Replace the date's published version with the run's; return the seconds during which a
+    reader listing the date's prefix could see files of both versions.
 
-    If this fails half way, the marker stays and the next run of the date completes it.
+    ``check`` runs before the first change to published files and again just before the switch
+    (it raises if the date's lock was lost). If this fails half way, the marker stays and the next
+    holder of the date's lock completes the publish.
     """
-    staging_run = layout.staging_run(date, run_id)
-    events_dir, rejected_dir = layout.staged(date, run_id)
-    for directory in (events_dir, rejected_dir):  # a run with no rejected rows publishes none
-        fs.makedirs(directory, exist_ok=True)
-    with fs.open(f"{events_dir}/{MANIFEST}", "w") as f:
-        json.dump(manifest, f, indent=2)
-    fs.pipe(f"{staging_run}/{MARKER}", run_id.encode())
-    _swap_in(fs, layout, date, staging_run)
-    staging_date = layout.staging_date(date)
-    if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
-        fs.rm(staging_date, recursive=True)
-    log.info("published %s (run %s)", layout.events_date(date), run_id)
+    staged = _staged(layout, date, run_id)
+    _put_json(fs, staged.manifest, manifest)
+    fs.pipe_file(f"{layout.staging_run(date, run_id)}/{MARKER}", run_id.encode())
+    return _switch(fs, layout, date, run_id, check)
+
+
+def _switch(
+    fs: Any, layout: Layout, date: dt.date, staging_id: str, check: Callable[[], None] | None
+) -> float:
+    """Steps a-e of the publish; every one of them can be repeated after a crash."""
+    staging_run = layout.staging_run(date, staging_id)
+    staged, published = _staged(layout, date, staging_id), _published(layout, date)
+    new = _read_json(fs, staged.manifest)
+    if new is None:  # only step e deletes it: the switch is done, the cleanup was not
+        _remove_tree(fs, staging_run)
+        return 0.0
+    current = _read_json(fs, published.manifest)
+    started = time.perf_counter()
+    if current is None or current.get("run_id") != new["run_id"]:
+        if current is not None:
+            _keep_as_previous(fs, layout, date, current)
+        if check:
+            check()
+        clashes = {e["path"] for e in new["files"]} & {
+            e["path"] for e in (current or {}).get("files", [])
+        }
+        if clashes:
+            raise AuditError(
+                f"the new and the published version of {date} share file names "
+                f"({sorted(clashes)[:3]}): rerun with another run id"
+            )
+        started = time.perf_counter()
+        _copy(fs, [(staged.file(e), published.file(e)) for e in new["files"]])
+        if check:
+            check()
+        _put_json(fs, published.manifest, new)
+    keep = {published.file(e) for e in new["files"]} | {published.manifest}
+    _remove(
+        fs,
+        [p for p in _files_under(fs, (published.events, published.rejected)) if p not in keep],
+    )
+    window = time.perf_counter() - started
+    _remove_empty_directories(fs, (published.events, published.rejected))
+    fs.rm_file(f"{staging_run}/{MARKER}")
+    _remove_tree(fs, staging_run)
+    if fs.exists(layout.staging_date(date)) and not fs.ls(layout.staging_date(date)):
+        _remove_tree(fs, layout.staging_date(date))
+    log.info(
+        "published %s (run %s, %d files; both versions listed for %.2f s)",
+        published.events,
+        new["run_id"],
+        len(new["files"]),
+        window,
+    )
+    return window
+
+
+def _keep_as_previous(fs: Any, layout: Layout, date: dt.date, current: Mapping[str, Any]) -> None:
+    """Copy the published version to ``_previous`` (its manifest last), replacing what was there."""
+    previous, published = _previous(layout, date), _published(layout, date)
+    kept = _read_json(fs, previous.manifest)
+    if kept is not None and kept.get("run_id") == current.get("run_id"):
+        return  # an earlier attempt of this publish got that far
+    _remove_tree(fs, layout.previous(date))
+    _copy(fs, [(published.file(e), previous.file(e)) for e in current.get("files", [])])
+    _put_json(fs, previous.manifest, current)
+
+
+def previous_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
+    return _read_json(fs, _previous(layout, date).manifest)
+
+
+def rollback(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> dict[str, Any]:
+    """Publish the version kept in ``_previous`` again (the current one takes its place there);
+    return its manifest. Staged first, so a crash half way is completed like any publish."""
+    previous = _previous(layout, date)
+    kept = _read_json(fs, previous.manifest)
+    if kept is None:
+        raise ConfigError(f"there is no previous version of {date} to roll back to")
+    current = published_manifest(fs, layout, date)
+    if current is not None and current.get("run_id") == kept.get("run_id"):
+        raise ConfigError(f"the previous version of {date} (run {kept['run_id']}) is published")
+    staged = _staged(layout, date, staging_id)
+    _copy(fs, [(previous.file(e), staged.file(e)) for e in kept["files"]])
+    _put_json(fs, staged.manifest, kept)
+    fs.pipe_file(f"{layout.staging_run(date, staging_id)}/{MARKER}", staging_id.encode())
+    _switch(fs, layout, date, staging_id, check=None)
+    return kept
+
+
+def discard_staging(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
+    """Remove one run's staging (best effort: the next run of the date, or gc, removes it too)."""
+    try:
+        _remove_tree(fs, layout.staging_run(date, run_id))
+        staging_date = layout.staging_date(date)
+        if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
+            _remove_tree(fs, staging_date)
+    except Exception:
+        log.warning("could not remove staging of run %s; the next run will", run_id)

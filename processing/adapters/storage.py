@@ -1,20 +1,83 @@
 """Object storage through fsspec only: one place turns a URL and ``storage_options`` into a
 filesystem, so a local directory, S3 and any S3-compatible store run the same code.
+
+S3 settings (endpoint, region, server-side encryption, retries) become s3fs options here, and only
+here. Credentials are never among them: s3fs uses the standard AWS chain (environment variables,
+web identity / IRSA, EKS Pod Identity, ``AWS_PROFILE``, instance metadata), and botocore reads
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` when no endpoint is set.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fsspec.core import url_to_fs
 
 from processing.spec.errors import ConfigError
 
+S3_PROTOCOLS = ("s3", "s3a")
+
 
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
+
+
+def is_s3(url: str) -> bool:
+    return url.partition("://")[0] in S3_PROTOCOLS and "://" in url
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """The S3 settings, as s3fs options (see ``Settings`` for each one's meaning)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    sse: str | None = None
+    kms_key_id: str | None = None
+    max_attempts: int = 10
+
+    def fsspec_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            # botocore's "standard" retries: 503 SlowDown and other throttling, 500/502/503/504
+            # and connection errors, with exponential backoff and jitter
+            "config_kwargs": {"retries": {"max_attempts": self.max_attempts, "mode": "standard"}},
+            # other processes (the workers) write what the driver lists: never list from a cache
+            "use_listings_cache": False,
+        }
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+        if self.region:
+            options["client_kwargs"] = {"region_name": self.region}
+        if self.sse:  # s3fs adds these to every call that takes them: put, multipart, copy
+            encryption = {"ServerSideEncryption": self.sse}
+            if self.kms_key_id:
+                encryption["SSEKMSKeyId"] = self.kms_key_id
+            options["s3_additional_kwargs"] = encryption
+        return options
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def storage_options_for(
+    url: str, storage_options: Mapping[str, Any] | None, s3: S3Options | None = None
+) -> dict[str, Any]:
+    """The fsspec options for ``url``: the S3 settings for an S3 URL, under the explicit
+    ``storage_options`` (which win, key by key)."""
+    explicit = dict(storage_options or {})
+    if s3 is None or not is_s3(url):
+        return explicit
+    return _merge(s3.fsspec_options(), explicit)
 
 
 def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
@@ -23,7 +86,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
         url = os.path.abspath(url.removeprefix("file://"))
     try:
         fs, path = url_to_fs(url, **dict(storage_options or {}))
-    except (ImportError, ValueError) as e:
+    except (ImportError, ValueError, TypeError) as e:
         raise ConfigError(f"cannot use {url!r} as storage: {e}") from e
     return fs, path
 

@@ -83,12 +83,20 @@ class PieceWriter:
     """Collects a piece's batch results and writes them under ``events_dir``/``rejected_dir``."""
 
     def __init__(
-        self, fs: Any, events_dir: str, rejected_dir: str, piece: int, options: WriteOptions
+        self,
+        fs: Any,
+        events_dir: str,
+        rejected_dir: str,
+        piece: int,
+        options: WriteOptions,
+        *,
+        tag: str,
     ) -> None:
         self.fs = fs
         self.events_dir = events_dir
         self.rejected_dir = rejected_dir
         self.piece = piece
+        self.tag = tag
         self.options = options
         self._outputs: dict[str | None, _Output] = {}
         self._files: list[FileInfo] = []
@@ -165,7 +173,7 @@ class PieceWriter:
             output.rows_in_file += chunk.num_rows
 
     def _open_file(self, output: _Output) -> None:
-        name = file_name(self.piece, output.sequence)
+        name = file_name(self.piece, output.sequence, self.tag)
         output.path = f"{output.directory}/{name}"
         self.fs.makedirs(output.directory, exist_ok=True)
         output.handle = self.fs.open(output.path, "wb")

@@ -1,7 +1,8 @@
 """``python -m processing``: the single entry point for people, Airflow and Kubernetes.
 
 Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed (nothing published);
-75 transient failure (retry); 1 anything unexpected. Errors print one line on stderr.
+5 another run holds the date's lock; 75 transient failure (retry); 1 anything unexpected.
+Errors print one line on stderr.
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Takes the flags of run (--dest is not needed).",
     )
     _settings_flags(plan)
+    rollback = sub.add_parser(
+        "rollback",
+        help="publish the date's previous version again (a second rollback undoes the first)",
+        description="Takes the flags of run; --date and --dest are needed, --source is not.",
+    )
+    _settings_flags(rollback)
+    collect = sub.add_parser(
+        "gc",
+        help="remove failed runs' staging and dead runs' locks (all dates, or --date)",
+        description="Takes the flags of run; --dest is needed. Dates a live run holds are skipped.",
+    )
+    _settings_flags(collect)
 
     emulator = sub.add_parser("emulator", help="run a local emulator of a cloud service")
     kinds = emulator.add_subparsers(dest="service", required=True)
@@ -98,6 +111,18 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-responses",
         action="store_true",
         help="serve repeated reads from memory (benchmarks: its CPU then stays off your cores)",
+    )
+
+    s3 = kinds.add_parser(
+        "s3",
+        help="S3 over HTTP (moto's server; needs the emulator extra)",
+        description="An S3-compatible server in memory, until stopped. Any credentials work.",
+    )
+    s3.add_argument("--host", default="127.0.0.1")
+    s3.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    s3.add_argument("--bucket", action="append", default=[], help="create it; repeatable")
+    s3.add_argument(
+        "--fail-every", type=int, default=0, help="answer every Nth request with 503 or 500"
     )
 
     gen = sub.add_parser("generate", help="write deterministic synthetic events")
@@ -154,6 +179,7 @@ def summary(report: Any) -> str:
         f"  events        {report.events_path}",
         f"  rejected      {report.rejected_path}",
         f"  manifest      {report.manifest_path}",
+        f"  publish       both versions listable for {report.publish_window_seconds:.2f} s",
     ]
     return "\n".join(lines)
 
@@ -170,6 +196,35 @@ def _run(args: argparse.Namespace) -> int:
     gc.freeze()
     report = run(settings)
     print(summary(report))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
+    flags.setdefault("source", "(not used by rollback)")
+    settings = Settings.load(os.environ, **flags)
+    _setup_logging(settings.log_level)
+    from processing.app.pipeline import rollback
+
+    restored = rollback(settings)
+    print(
+        f"rolled back {settings.date}: run {restored['run_id']} is published again "
+        f"({restored['rows_valid']:,} valid, {restored['rows_rejected']:,} rejected rows)"
+    )
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
+    only = flags.pop("date", None)
+    settings = Settings.load(
+        os.environ, **{"source": "(not used by gc)", "date": dt.date(1970, 1, 1), **flags}
+    )
+    _setup_logging(settings.log_level)
+    from processing.app.pipeline import collect_garbage
+
+    lines = collect_garbage(settings, only)
+    print("\n".join(lines) if lines else "nothing to collect")
     return 0
 
 
@@ -213,10 +268,52 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emulator(args: argparse.Namespace) -> int:
+def _serve_until_stopped() -> None:
     import signal
     import threading
 
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+
+
+def _emulator_s3(args: argparse.Namespace) -> int:
+    try:
+        from processing.emulator.s3 import S3Server
+    except ImportError as e:
+        raise ConfigError(f"the S3 emulator needs the emulator extra ({e})") from None
+    try:
+        server = S3Server(args.host, args.port)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {e}") from None
+    endpoint = server.start()
+    if args.bucket:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="emulator",
+            aws_secret_access_key="emulator",
+        )
+        for bucket in args.bucket:
+            client.create_bucket(Bucket=bucket)
+    server.faults.every = args.fail_every
+    print(f"S3 emulator listening on {endpoint}", flush=True)
+    print(f"  use it with: --s3-endpoint-url {endpoint} (or AWS_ENDPOINT_URL_S3={endpoint})")
+    print("  and any credentials, e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test")
+    for bucket in args.bucket:
+        print(f"  bucket s3://{bucket}", flush=True)
+    _serve_until_stopped()
+    server.stop()
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    if args.service == "s3":
+        return _emulator_s3(args)
     from processing.emulator.bigquery import Emulator, Faults
 
     _setup_logging("INFO")
@@ -245,15 +342,12 @@ def _emulator(args: argparse.Namespace) -> int:
         raise ConfigError(f"--table: {e}") from None
     except OSError as e:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {e}") from None
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     address = server.start()
     print(f"BigQuery Storage emulator listening on {address}", flush=True)
     print(f"  use it with: --bq-endpoint {address} (or PROCESSING_BQ_ENDPOINT={address})")
     for name, path in tables.items():
         print(f"  table bigquery://{name} <- {path}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+    _serve_until_stopped()
     server.stop()
     return 0
 
@@ -288,7 +382,14 @@ def _generate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"run": _run, "plan": _plan, "emulator": _emulator, "generate": _generate}
+        commands = {
+            "run": _run,
+            "plan": _plan,
+            "rollback": _rollback,
+            "gc": _gc,
+            "emulator": _emulator,
+            "generate": _generate,
+        }
         return commands[args.command](args)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,7 +21,7 @@ from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic.batch import split_batch
-from processing.logic.layout import Layout
+from processing.logic.layout import Layout, run_tag
 from processing.logic.manifest import PieceResult
 from processing.spec import schema as s
 from processing.spec.errors import InputError, PipelineError, TransientError
@@ -77,7 +77,9 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     started = time.perf_counter()
     fs, root = filesystem(ctx.dest, ctx.storage_options)
     events_dir, rejected_dir = Layout(root).staged(ctx.date, ctx.run_id)
-    writer = PieceWriter(fs, events_dir, rejected_dir, piece.index, ctx.write)
+    writer = PieceWriter(
+        fs, events_dir, rejected_dir, piece.index, ctx.write, tag=run_tag(ctx.run_id)
+    )
     rows_read = rows_valid = rows_rejected = 0
     reasons: Counter[str] = Counter()
     try:

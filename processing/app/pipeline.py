@@ -22,6 +22,7 @@ from distributed.scheduler import KilledWorker
 
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
+from processing.adapters.date_lock import DateLock
 from processing.adapters.sources import (
     BigQueryOptions,
     BigQuerySource,
@@ -29,16 +30,23 @@ from processing.adapters.sources import (
     Source,
     open_source,
 )
-from processing.adapters.storage import filesystem, redact_url
+from processing.adapters.storage import (
+    S3Options,
+    filesystem,
+    redact_url,
+    storage_options_for,
+)
 from processing.adapters.writer import WriteOptions
 from processing.app.piece_task import TaskContext, process_piece, warm_up
 from processing.logic.bigquery import SCHEME
-from processing.logic.layout import Layout, check_run_id
+from processing.logic.layout import Layout, check_run_id, staged_date
 from processing.logic.manifest import PieceResult, RunTotals, build_manifest, reconcile
 from processing.spec.errors import (
     AuditError,
     ConfigError,
+    DateLockedError,
     InputError,
+    LockLostError,
     SessionExpiredError,
     TransientError,
 )
@@ -62,6 +70,25 @@ class RunReport:
     rejected_path: str
     manifest_path: str
     dashboard: str | None
+    #: seconds during which a reader listing the date's prefix could see both versions' files
+    publish_window_seconds: float = 0.0
+
+
+def s3_options(settings: Settings) -> S3Options:
+    return S3Options(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        sse=settings.s3_sse,
+        kms_key_id=settings.s3_kms_key_id,
+        max_attempts=settings.s3_max_attempts,
+    )
+
+
+def destination(settings: Settings) -> tuple[Any, Layout, dict[str, Any]]:
+    """The destination's filesystem, its layout and the fsspec options the workers use."""
+    options = storage_options_for(settings.dest, settings.storage_options, s3_options(settings))
+    fs, root = filesystem(settings.dest, options)
+    return fs, Layout(root), options
 
 
 def _top_reasons(totals: RunTotals) -> str:
@@ -120,8 +147,9 @@ def _scheduler_threads(address: str) -> int:
 
 def source_for(settings: Settings) -> Source:
     """The source of ``settings``; a BigQuery one gets its options from the settings."""
+    storage = storage_options_for(settings.source, settings.storage_options, s3_options(settings))
     if not settings.source.startswith(SCHEME):
-        return open_source(settings.source, settings.storage_options)
+        return open_source(settings.source, storage)
     options = BigQueryOptions(
         endpoint=settings.bq_endpoint,
         billing_project=settings.billing_project,
@@ -136,6 +164,10 @@ def source_for(settings: Settings) -> Source:
     return open_source(settings.source, settings.storage_options, options)
 
 
+def _lock(fs: Any, layout: Layout, date: dt.date, run_id: str, settings: Settings) -> DateLock:
+    return DateLock(fs, layout.lock(date), run_id, settings.lock_ttl_seconds)
+
+
 def run(
     settings: Settings,
     *,
@@ -145,13 +177,38 @@ def run(
     """Process ``settings.date`` from ``settings.source`` into ``settings.dest`` and publish it."""
     started_at = clock()
     run_id = check_run_id(settings.run_id or new_run_id(settings.date, started_at))
-    fs, root = filesystem(settings.dest, settings.storage_options)
-    layout = Layout(root)
+    fs, layout, dest_options = destination(settings)
+    with _lock(fs, layout, settings.date, run_id, settings).held() as lock:
+        _storage(wap.prepare, fs, layout, settings.date, run_id)
+        return _run_locked(
+            settings,
+            run_id=run_id,
+            started_at=started_at,
+            fs=fs,
+            layout=layout,
+            dest_options=dest_options,
+            lock=lock,
+            clock=clock,
+            on_progress=on_progress,
+        )
+
+
+def _run_locked(
+    settings: Settings,
+    *,
+    run_id: str,
+    started_at: dt.datetime,
+    fs: Any,
+    layout: Layout,
+    dest_options: dict[str, Any],
+    lock: DateLock,
+    clock: Callable[[], dt.datetime],
+    on_progress: Callable[[int, int, PieceResult], None] | None,
+) -> RunReport:
     source = source_for(settings)
     plan = source.plan(settings.date, settings.piece_rows)
     source_name, dest_name = redact_url(settings.source), redact_url(settings.dest)
     log.info("run %s: %s -> %s, %d pieces", run_id, source_name, dest_name, len(plan.pieces))
-    _storage(wap.prepare, fs, layout, settings.date)
     ctx = TaskContext(
         date=settings.date,
         run_id=run_id,
@@ -163,7 +220,7 @@ def run(
             max_buffered_rows=settings.max_buffered_rows,
             zstd_level=settings.zstd_level,
         ),
-        storage_options=settings.storage_options,
+        storage_options=dest_options,
     )
     try:
         with dask_client(
@@ -185,13 +242,13 @@ def run(
                 log.warning("%s; planning again at the same snapshot and rereading", e)
                 # Tasks of the first attempt may still be running (cancelling does not stop
                 # them) and the new session cuts its streams differently: the second attempt
-                # stages under its own run id, which also names its manifest.
+                # stages under its own run id, which also names its manifest and files.
                 stale, run_id = run_id, check_run_id(f"{run_id[:72]}-replan")
                 ctx = dataclasses.replace(ctx, run_id=run_id)
                 source = source.at(parse_instant(plan.details["snapshot_time"]))
                 plan = source.plan(settings.date, settings.piece_rows)
                 results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
-                _discard_staging(fs, layout, settings.date, stale)  # best effort; see prepare
+                wap.discard_staging(fs, layout, settings.date, stale)  # best effort
         totals = reconcile(results)
         _check_totals(totals, settings)
         _storage(wap.audit, fs, layout, settings.date, run_id, totals)
@@ -204,22 +261,75 @@ def run(
             finished_at=clock(),
             extra={"pieces": len(plan.pieces), "source_details": dict(plan.details)},
         )
-        _storage(wap.publish, fs, layout, settings.date, run_id, manifest)
+        window = _storage(
+            wap.publish, fs, layout, settings.date, run_id, manifest, check=lock.check
+        )
+    except LockLostError:
+        raise  # the date is another run's now: leave everything to it
     except BaseException as e:
         if wap.publishing_started(fs, layout, settings.date, run_id):
             raise TransientError(
                 f"the publish of {settings.date} was interrupted ({e}); the next run of the date "
                 "completes it"
             ) from e
-        _discard_staging(fs, layout, settings.date, run_id)
+        wap.discard_staging(fs, layout, settings.date, run_id)
         raise
+    root = layout.root
     return RunReport(
         manifest=manifest,
         events_path=_url(settings.dest, layout.events_date(settings.date), root),
         rejected_path=_url(settings.dest, layout.rejected_date(settings.date), root),
         manifest_path=_url(settings.dest, layout.manifest(settings.date), root),
         dashboard=dashboard,
+        publish_window_seconds=window,
     )
+
+
+def rollback(settings: Settings, clock: Callable[[], dt.datetime] = _utcnow) -> dict[str, Any]:
+    """Publish the date's previous version again; the current one becomes the previous one (so
+    a second rollback undoes the first). Returns the restored manifest."""
+    rollback_id = f"rollback_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+    fs, layout, _ = destination(settings)
+    with _lock(fs, layout, settings.date, rollback_id, settings).held():
+        wap.complete_interrupted(fs, layout, settings.date)
+        return _storage(wap.rollback, fs, layout, settings.date, rollback_id)
+
+
+def collect_garbage(
+    settings: Settings, only: dt.date | None = None, clock: Callable[[], dt.datetime] = _utcnow
+) -> list[str]:
+    """For every date with staging or a lock (or only ``only``) that no live run holds: complete
+    an interrupted publish, remove failed runs' staging, drop the dead run's lock. One line per
+    date; dates locked by a live run are skipped."""
+    fs, layout, _ = destination(settings)
+    gc_id = f"gc_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+    dates: set[dt.date] = set()
+    for top in (layout.staging(), layout.lock(settings.date).rsplit("/", 1)[0]):
+        if fs.exists(top):
+            names = [e.removesuffix(".json") for e in fs.ls(top, detail=False)]
+            dates.update(d for d in map(staged_date, names) if d is not None)
+    if only is not None:
+        dates &= {only}
+    done = []
+    for date in sorted(dates):
+        try:
+            with _lock(fs, layout, date, gc_id, settings).held():
+                completed = wap.complete_interrupted(fs, layout, date)
+                staging = layout.staging_date(date)
+                had_staging = fs.exists(staging)
+                if had_staging:
+                    fs.rm(staging, recursive=True)
+            what = (
+                "completed an interrupted publish"
+                if completed
+                else (
+                    "removed failed runs' staging" if had_staging else "released a dead run's lock"
+                )
+            )
+            done.append(f"{date}: {what}")
+        except DateLockedError as e:
+            done.append(f"{date}: skipped, {e}")
+    return done
 
 
 def _process(
@@ -265,10 +375,10 @@ def _process(
     return results
 
 
-def _storage(step: Callable[..., Any], fs: Any, *args: Any) -> Any:
+def _storage(step: Callable[..., Any], fs: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a write-audit-publish step; storage failures become one line with an exit code."""
     try:
-        return step(fs, *args)
+        return step(fs, *args, **kwargs)
     except PermissionError as e:
         raise ConfigError(
             f"the destination refuses access ({e}): check --dest and its rights"
@@ -283,15 +393,3 @@ def _url(dest: str, path: str, root: str) -> str:
     if "://" in dest and not dest.startswith("file://"):
         return dest.rstrip("/") + path[len(root.rstrip("/")) :]
     return path
-
-
-def _discard_staging(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
-    try:
-        staging = layout.staging_run(date, run_id)
-        if fs.exists(staging):
-            fs.rm(staging, recursive=True)
-        staging_date = layout.staging_date(date)
-        if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
-            fs.rm(staging_date, recursive=True)
-    except Exception:
-        log.warning("could not remove staging of run %s; the next run will", run_id)

@@ -1,19 +1,23 @@
 """Where every file goes: a pure function of destination, date, run and piece.
 
-    <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS.parquet  published events
-    <dest>/events/event_date=D/_manifest.json                        written last
-    <dest>/rejected/event_date=D/part-PPPPP-SSS.parquet              published rejected rows
-    <dest>/_staging/event_date=D/run_id=R/{events,rejected}/...      one run's staging
-    <dest>/_previous/event_date=D/{events,rejected}/...              the version published before
+    <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS-TTTTTTTT.parquet  published events
+    <dest>/events/event_date=D/_manifest.json                 the switch: written last
+    <dest>/rejected/event_date=D/part-PPPPP-SSS-TTTTTTTT.parquet  published rejected rows
+    <dest>/_staging/event_date=D/run_id=R/{events,rejected}/...   one run's staging
+    <dest>/_previous/event_date=D/{events,rejected}/...           the version published before
+    <dest>/_locks/event_date=D.json                               the date's writer lock
 
-File names are deterministic (piece number, sequence within the piece), so a retried task
-overwrites its own files instead of adding duplicates. Names starting with ``_`` are skipped by
-pyarrow.dataset, Spark, Hive and Athena, so readers never see staging or manifests as data.
+File names are deterministic within a run (piece number, sequence within the piece, and the
+run's tag ``T``, a hash of its id), so a retried task overwrites its own files instead of adding
+duplicates, and two runs of a date never share a file name: a publish can copy the new version in
+beside the old one. Names starting with ``_`` are skipped by pyarrow.dataset, Spark, Hive and
+Athena, so readers never see staging, locks or manifests as data.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -36,8 +40,13 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def file_name(piece: int, sequence: int) -> str:
-    return f"part-{piece:05d}-{sequence:03d}.parquet"
+def run_tag(run_id: str) -> str:
+    """Eight hex digits naming a run's files (a hash of its id)."""
+    return hashlib.sha256(check_run_id(run_id).encode()).hexdigest()[:8]
+
+
+def file_name(piece: int, sequence: int, tag: str) -> str:
+    return f"part-{piece:05d}-{sequence:03d}-{tag}.parquet"
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,24 @@ class Layout:
     def previous(self, date: dt.date) -> str:
         return self._join("_previous", f"{s.EVENT_DATE}={date.isoformat()}")
 
+    def staging(self) -> str:
+        return self._join("_staging")
+
+    def lock(self, date: dt.date) -> str:
+        return self._join("_locks", f"{s.EVENT_DATE}={date.isoformat()}.json")
+
+
+def staged_date(entry: str) -> dt.date | None:
+    """The date of a ``_staging`` entry (``.../event_date=D``), or None for anything else."""
+    name = entry.rstrip("/").rsplit("/", 1)[-1]
+    key, _, value = name.partition("=")
+    if key != s.EVENT_DATE:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
 
 def partition_dir(event_name: str) -> str:
     """An event name's directory, relative to the date directory (staged or published)."""
@@ -88,6 +115,6 @@ def partition_dir(event_name: str) -> str:
     return f"{s.EVENT_NAME}={event_name}"
 
 
-def relative_event_file(event_name: str, piece: int, sequence: int) -> str:
+def relative_event_file(event_name: str, piece: int, sequence: int, tag: str) -> str:
     """A valid-rows file's path relative to the date directory (staged or published)."""
-    return f"{partition_dir(event_name)}/{file_name(piece, sequence)}"
+    return f"{partition_dir(event_name)}/{file_name(piece, sequence, tag)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 import pyarrow as pa
@@ -72,3 +73,21 @@ def failure_reasons(normalised: pa.Table, run_date: dt.date) -> dict[int, list[s
         if any(f.startswith(record_level) for f in found):  # an unreadable record: say only that
             by_row[row] = {f for f in found if f.startswith(record_level)}
     return {row: sorted(found, key=_sort_key) for row, found in by_row.items()}
+
+
+def output_problems(rows: pa.Table, event_name: str, run_date: dt.date) -> list[str]:
+    """Rows read back from a written events file, against the output model: each failed check as
+    ``"<column>:<check> (<n> cases)"``, or nothing when every row conforms.
+
+    The file holds no ``event_name`` column (it is the partition): it is added from the path.
+    """
+    codes = pa.array(np.zeros(rows.num_rows, dtype=np.int32))
+    names = pa.DictionaryArray.from_arrays(codes, pa.array([event_name]))
+    try:
+        output_model(run_date).validate(
+            model_frame(rows.append_column(s.EVENT_NAME, names)), lazy=True
+        )
+    except pandera.errors.SchemaErrors as e:
+        counts = e.failure_cases.groupby(["column", "check"], dropna=False).size()
+        return [f"{column}:{check} ({n} cases)" for (column, check), n in counts.items()]
+    return []

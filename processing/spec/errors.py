@@ -54,3 +54,13 @@ class TransientError(PipelineError):
 
 class SessionExpiredError(TransientError):
     """A source's read session is gone (BigQuery's last 6 hours): plan again, same snapshot."""
+
+
+class DateLockedError(PipelineError):
+    """Another run holds the date's lock. Wait for it to finish (or its lock to expire)."""
+
+    exit_code = 5
+
+
+class LockLostError(AuditError):
+    """The run's lock on its date expired and another run took it: this run must not publish."""

@@ -15,6 +15,8 @@ from processing.spec.bigquery import check_options
 from processing.spec.errors import ConfigError
 
 ENV_PREFIX = "PROCESSING_"
+#: Server-side encryption modes S3 applies to an object on write.
+S3_SSE = ("AES256", "aws:kms")
 
 
 def parse_date(text: str) -> dt.date:
@@ -115,6 +117,27 @@ class Settings:
         metadata=_opt(parse_json_object, help="fsspec options, as JSON", secret=True),
     )
     log_level: str = field(default="INFO", metadata=_opt(help="DEBUG, INFO, WARNING or ERROR"))
+    lock_ttl_seconds: float = field(
+        default=600.0,
+        metadata=_opt(float, help="a run's lock on its date expires this long after its refresh"),
+    )
+    # --- S3 and S3-compatible stores (credentials: the standard AWS chain, never settings) ---
+    s3_endpoint_url: str | None = field(
+        default=None,
+        metadata=_opt(help="S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL_S3)"),
+    )
+    s3_region: str | None = field(
+        default=None, metadata=_opt(help="the bucket's region (default: the AWS chain's)")
+    )
+    s3_sse: str | None = field(
+        default=None, metadata=_opt(help="server-side encryption of every object: AES256, aws:kms")
+    )
+    s3_kms_key_id: str | None = field(
+        default=None, metadata=_opt(help="KMS key id or ARN for aws:kms (default: the S3 key)")
+    )
+    s3_max_attempts: int = field(
+        default=10, metadata=_opt(int, help="attempts per S3 request on 503 SlowDown and 5xx")
+    )
     # --- BigQuery sources (bigquery://PROJECT.DATASET.TABLE) ---
     bq_endpoint: str | None = field(
         default=None,
@@ -161,6 +184,21 @@ class Settings:
             (1 <= self.zstd_level <= 22, "zstd_level must be between 1 and 22"),
             (0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction must be in [0, 1]"),
             (self.task_retries >= 0, "task_retries must be >= 0"),
+            (self.lock_ttl_seconds > 0, "lock_ttl_seconds must be positive"),
+            (
+                self.s3_endpoint_url is None
+                or self.s3_endpoint_url.startswith(("http://", "https://")),
+                "s3_endpoint_url must be a URL such as https://s3.example.com:9000",
+            ),
+            (
+                self.s3_sse in (None, *S3_SSE),
+                f"s3_sse must be one of {', '.join(S3_SSE)} (got {self.s3_sse!r})",
+            ),
+            (
+                self.s3_kms_key_id is None or self.s3_sse == "aws:kms",
+                "s3_kms_key_id needs --s3-sse aws:kms",
+            ),
+            (self.s3_max_attempts >= 1, "s3_max_attempts must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

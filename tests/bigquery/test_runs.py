@@ -193,7 +193,7 @@ def test_plan_prints_the_session_and_reads_nothing(cli, emulator, tmp_path) -> N
         ),
     ],
 )
-def test_failures_exit_with_their_code_and_one_line(  # noqa: PLR0917 (parametrised)
+def test_failures_exit_with_their_code_and_one_line(
     cli, emulator, tmp_path, args, env, code, message
 ) -> None:
     server = emulator({TABLE: write(tmp_path / "t.parquet", events([]))})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -89,38 +90,70 @@ def test_staging_and_previous_are_hidden_from_readers() -> None:
     assert lo.MANIFEST.startswith("_")
 
 
+TAG = "0a1b2c3d"
 FILE_NAMES = [
-    pytest.param(0, 0, "part-00000-000.parquet", id="zero"),
-    pytest.param(7, 12, "part-00007-012.parquet", id="padded"),
-    pytest.param(12345, 999, "part-12345-999.parquet", id="full-width"),
-    pytest.param(123456, 1000, "part-123456-1000.parquet", id="wider-than-padding"),
+    pytest.param(0, 0, "part-00000-000-0a1b2c3d.parquet", id="zero"),
+    pytest.param(7, 12, "part-00007-012-0a1b2c3d.parquet", id="padded"),
+    pytest.param(12345, 999, "part-12345-999-0a1b2c3d.parquet", id="full-width"),
+    pytest.param(123456, 1000, "part-123456-1000-0a1b2c3d.parquet", id="wider-than-padding"),
 ]
 
 
 @pytest.mark.parametrize(("piece", "sequence", "expected"), FILE_NAMES)
 def test_file_name(piece: int, sequence: int, expected: str) -> None:
-    assert lo.file_name(piece, sequence) == expected
-    assert lo.file_name(piece, sequence) == lo.file_name(piece, sequence)  # deterministic
+    assert lo.file_name(piece, sequence, TAG) == expected
 
 
 def test_file_names_are_unique() -> None:
-    names = {lo.file_name(p, q) for p in range(0, 2000, 7) for q in range(0, 1200, 13)}
+    names = {lo.file_name(p, q, TAG) for p in range(0, 2000, 7) for q in range(0, 1200, 13)}
     assert len(names) == len(range(0, 2000, 7)) * len(range(0, 1200, 13))
 
 
+def test_run_tag_is_deterministic_and_differs_between_runs() -> None:
+    assert lo.run_tag("2023-10-23_a") == lo.run_tag("2023-10-23_a")
+    assert len({lo.run_tag(f"2023-10-23_{i}") for i in range(1000)}) == 1000
+    assert re.fullmatch(r"[0-9a-f]{8}", lo.run_tag("x"))
+    with pytest.raises(ConfigError):
+        lo.run_tag("../x")
+
+
 RELATIVE = [
-    pytest.param("view", 0, 0, "event_name=view/part-00000-000.parquet", id="view"),
-    pytest.param("add_to_cart", 3, 2, "event_name=add_to_cart/part-00003-002.parquet", id="cart"),
-    pytest.param("a" + "b" * 63, 1, 1, f"event_name=a{'b' * 63}/part-00001-001.parquet", id="max"),
+    pytest.param("view", 0, 0, "event_name=view/part-00000-000-0a1b2c3d.parquet", id="view"),
+    pytest.param(
+        "add_to_cart", 3, 2, "event_name=add_to_cart/part-00003-002-0a1b2c3d.parquet", id="cart"
+    ),
+    pytest.param(
+        "a" + "b" * 63, 1, 1, f"event_name=a{'b' * 63}/part-00001-001-0a1b2c3d.parquet", id="max"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("event_name", "piece", "sequence", "expected"), RELATIVE)
 def test_relative_event_file(event_name: str, piece: int, sequence: int, expected: str) -> None:
-    assert lo.relative_event_file(event_name, piece, sequence) == expected
+    assert lo.relative_event_file(event_name, piece, sequence, TAG) == expected
     partition = lo.Layout("/lake").events_partition(DATE, event_name)
     full = f"{lo.Layout('/lake').events_date(DATE)}/{expected}"
-    assert full == f"{partition}/{lo.file_name(piece, sequence)}"
+    assert full == f"{partition}/{lo.file_name(piece, sequence, TAG)}"
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("/lake/_staging/event_date=2023-10-23", DATE),
+        ("bucket/lake/_locks/event_date=2023-10-23/", DATE),
+        ("/lake/_staging/event_date=2023-13-01", None),
+        ("/lake/_staging/other=2023-10-23", None),
+        ("/lake/_staging/.write-probe", None),
+    ],
+)
+def test_staged_date(entry: str, expected: dt.date | None) -> None:
+    assert lo.staged_date(entry) == expected
+
+
+def test_lock_is_hidden_from_readers_and_per_date() -> None:
+    layout = lo.Layout("bucket/lake")
+    assert layout.lock(DATE) == "bucket/lake/_locks/event_date=2023-10-23.json"
+    assert layout.lock(DATE) != layout.lock(DATE + dt.timedelta(days=1))
 
 
 UNSAFE_EVENT_NAMES = [
@@ -148,7 +181,7 @@ def test_unsafe_event_names_refused(event_name: str) -> None:
     with pytest.raises(ValueError, match="not a safe partition value"):
         lo.Layout("/lake").events_partition(DATE, event_name)
     with pytest.raises(ValueError, match="not a safe partition value"):
-        lo.relative_event_file(event_name, 0, 0)
+        lo.relative_event_file(event_name, 0, 0, TAG)
 
 
 GOOD_RUN_IDS = [
