@@ -9,8 +9,8 @@ the date's lock (:mod:`processing.adapters.date_lock`) through all of it.
 2. The run writes under ``_staging/event_date=D/run_id=R/{events,rejected}``. File names carry the
    run's tag, so no two versions of a date share a name. Nothing published is touched.
 3. ``audit``: every file the tasks reported exists with the reported row count in its footer, no
-   other file is there, every reported partition is there, and the first row group of one file
-   per event name conforms to the Pandera output model.
+   other file is there, every reported partition is there, and the first 65,536 rows of one file
+   per event name, read back, conform to the Pandera output model.
 4. ``publish``: the manifest goes into the staged events directory, then a ``_publishing`` marker
    into the run's staging; from here on, the next holder of the lock completes the publish if
    this process dies. Then:
@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
@@ -58,7 +59,11 @@ log = logging.getLogger(__name__)
 
 MARKER = "_publishing"
 #: Concurrent footer reads and sample validations of the audit.
-_AUDIT_THREADS = 8
+_AUDIT_THREADS = 32
+#: Bytes read from the end of each staged file for its footer (larger footers take a second read).
+_TAIL_BYTES = 256 * 1024
+#: Rows of each sampled file (its first ones) validated again, as read back, by the audit.
+_SAMPLE_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,25 @@ def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
             shutil.copyfile(source, target)
 
 
-def _files_under(fs: Any, directories: Iterable[str]) -> list[str]:
-    """Every file under the directories (a prefix listing each; never the whole bucket)."""
-    found: list[str] = []
+def _files_under(fs: Any, directories: Iterable[str]) -> dict[str, int]:
+    """Every file under the directories, with its size (a prefix listing each; never the whole
+    bucket)."""
+    found: dict[str, int] = {}
     for directory in directories:
         if fs.exists(directory):
-            found.extend(fs.find(directory))
+            found.update({p: int(i["size"]) for p, i in fs.find(directory, detail=True).items()})
     return found
+
+
+def _rows_in(fs: Any, path: str, size: int) -> int:
+    """Rows in a Parquet file, from its footer: one ranged read of the file's tail."""
+    start = max(0, size - _TAIL_BYTES)
+    tail = fs.cat_file(path, start=start, end=size)
+    footer = int.from_bytes(tail[-8:-4], "little") + 8 if len(tail) >= 8 else size
+    if start == 0 or footer + 4 <= len(tail):
+        return int(pq.read_metadata(pa.BufferReader(tail)).num_rows)
+    with fs.open(path, "rb") as handle:  # a footer larger than the tail read
+        return int(pq.ParquetFile(handle).metadata.num_rows)
 
 
 def _remove(fs: Any, paths: list[str]) -> None:
@@ -219,16 +236,16 @@ def publishing_started(fs: Any, layout: Layout, date: dt.date, run_id: str) -> b
 
 def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals) -> None:
     """Check the staged files against what the tasks reported, and sample them against the
-    output model. Reads footers, and the first row group of one file per event name."""
+    output model. Reads footers, and the first rows of one file per event name."""
+    began = time.perf_counter()
     staged = _staged(layout, date, run_id)
     expected = {staged.file({"dataset": f.dataset, "path": f.path}): f for f in totals.files}
     problems: list[str] = []
-    found = {
-        p for p in _files_under(fs, (staged.events, staged.rejected)) if p.endswith(".parquet")
-    }
-    missing = sorted(set(expected) - found)
+    listed = _files_under(fs, (staged.events, staged.rejected))
+    found = {p: size for p, size in listed.items() if p.endswith(".parquet")}
+    missing = sorted(expected.keys() - found.keys())
     problems += [f"missing {p}" for p in missing]
-    strays = found - set(expected)
+    strays = found.keys() - expected.keys()
     if strays:
         problems.append(f"files no task reported: {sorted(strays)[:5]}")
     partitions = {f.event_name for f in totals.files if f.dataset == EVENTS}
@@ -239,8 +256,7 @@ def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals
         )
 
     def footer(path: str) -> str | None:
-        with fs.open(path, "rb") as handle:
-            rows = pq.ParquetFile(handle).metadata.num_rows
+        rows = _rows_in(fs, path, found[path])
         reported = expected[path].rows
         return None if rows == reported else f"{path} holds {rows} rows, reported {reported}"
 
@@ -256,14 +272,21 @@ def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals
             handle.seek(0)
             categorical = [c for c in s.CATEGORICAL if c in names]
             parquet = pq.ParquetFile(handle, read_dictionary=categorical)
-            rows = parquet.read_row_group(0) if parquet.num_row_groups else None
+            first = next(parquet.iter_batches(batch_size=_SAMPLE_ROWS), None)
+        rows = None if first is None else pa.Table.from_batches([first])
         wrong = output_problems(rows, event_name, date) if rows is not None else []
         return f"{path} does not match the output model: {wrong[:5]}" if wrong else None
 
     with ThreadPoolExecutor(_AUDIT_THREADS) as pool:
-        checked = [*pool.map(footer, sorted(found & set(expected)))]
+        checked = [*pool.map(footer, sorted(found.keys() & expected.keys()))]
         checked += [*pool.map(conforms, sorted(samples.items()))]
     problems += [p for p in checked if p]
+    log.info(
+        "audited %d staged files (%d validated against the output model) in %.2f s",
+        len(found),
+        len(samples),
+        time.perf_counter() - began,
+    )
     if problems:
         raise AuditError(
             "staged files do not match the run's counts, nothing published: "
@@ -304,7 +327,7 @@ def _switch(
         _remove_tree(fs, staging_run)
         return 0.0
     current = _read_json(fs, published.manifest)
-    started = time.perf_counter()
+    began = started = time.perf_counter()
     if current is None or current.get("run_id") != new["run_id"]:
         if current is not None:
             _keep_as_previous(fs, layout, date, current)
@@ -335,10 +358,11 @@ def _switch(
     if fs.exists(layout.staging_date(date)) and not fs.ls(layout.staging_date(date)):
         _remove_tree(fs, layout.staging_date(date))
     log.info(
-        "published %s (run %s, %d files; both versions listed for %.2f s)",
+        "published %s (run %s, %d files in %.2f s; both versions listed for %.2f s)",
         published.events,
         new["run_id"],
         len(new["files"]),
+        time.perf_counter() - began,
         window,
     )
     return window

@@ -186,6 +186,7 @@ class PieceWriter:
         if output.writer is None:
             return
         output.writer.close()
+        size = output.handle.tell()  # the bytes written: no extra request to the store
         output.handle.close()
         relative = f"{output.relative_dir}/{output.path.rsplit('/', 1)[-1]}".lstrip("/")
         self._files.append(
@@ -193,7 +194,7 @@ class PieceWriter:
                 dataset="rejected" if output.event_name is None else "events",
                 path=relative,
                 rows=output.rows_in_file,
-                bytes=int(self.fs.size(output.path)),
+                bytes=int(size),
                 event_name=output.event_name,
             )
         )

@@ -298,8 +298,14 @@ def _emulator_s3(args: argparse.Namespace) -> int:
             aws_access_key_id="emulator",
             aws_secret_access_key="emulator",
         )
+        from botocore.exceptions import ClientError
+
         for bucket in args.bucket:
-            client.create_bucket(Bucket=bucket)
+            try:
+                client.create_bucket(Bucket=bucket)
+            except ClientError as e:
+                server.stop()
+                raise ConfigError(f"--bucket {bucket!r}: {e}") from None
     server.faults.every = args.fail_every
     print(f"S3 emulator listening on {endpoint}", flush=True)
     print(f"  use it with: --s3-endpoint-url {endpoint} (or AWS_ENDPOINT_URL_S3={endpoint})")

@@ -251,3 +251,18 @@ def test_audit_refuses_staging_that_does_not_match(lake: Lake, case: str, messag
         reported = [FileInfo(good.dataset, good.path, 4, 0, "view")]
     with pytest.raises(AuditError, match=message):
         wap.audit(fs, layout, DATE, "r1", _totals(reported))
+
+
+@pytest.mark.parametrize("tail_bytes", [16, 1 << 20], ids=["footer-beyond-the-tail", "whole"])
+def test_audit_reads_row_counts_however_the_footer_falls(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, tail_bytes: int
+) -> None:
+    fs, root = lake
+    layout = Layout(root)
+    events, _ = layout.staged(DATE, "r1")
+    monkeypatch.setattr(wap, "_TAIL_BYTES", tail_bytes)
+    good = _events_file(fs, f"{events}/event_name=view/part-00000-000-aaaa.parquet", [NOON] * 5)
+    wap.audit(fs, layout, DATE, "r1", _totals([good]))
+    with pytest.raises(AuditError, match="holds 5 rows, reported 6"):
+        wrong = FileInfo(good.dataset, good.path, 6, 0, "view")
+        wap.audit(fs, layout, DATE, "r1", _totals([wrong]))

@@ -98,6 +98,9 @@ def test_sample_day_to_s3_reads_back_with_pyarrow_and_duckdb(
     m = _manifest(dest, endpoint)
     assert m["rows_read"] == m["rows_valid"] + m["rows_rejected"] > 0
     assert {k.split("/", 1)[0] for k in objects(s3, f"{bucket}/lake")} == {"events", "rejected"}
+    for f in m["files"]:  # the sizes the writers reported are the stored objects' sizes
+        key = f"{bucket}/lake/{f['dataset']}/event_date={DATE}/{f['path']}"
+        assert s3.size(key) == f["bytes"], key
 
     con = duckdb.connect()
     con.register_filesystem(client_fs(endpoint))

@@ -200,6 +200,13 @@ OUT_OF_RANGE = [
     pytest.param("PROCESSING_BQ_MAX_STREAMS", "0", "bq_max_streams", id="streams-zero"),
     pytest.param("PROCESSING_BQ_MAX_STREAMS", "1001", "bq_max_streams", id="streams-too-many"),
     pytest.param("PROCESSING_BQ_DEADLINE_SECONDS", "0", "bq_deadline_seconds", id="deadline"),
+    pytest.param("PROCESSING_LOCK_TTL_SECONDS", "0", "lock_ttl_seconds", id="lock-ttl-zero"),
+    pytest.param("PROCESSING_S3_SSE", "aes256", "s3_sse", id="sse-unknown"),
+    pytest.param("PROCESSING_S3_KMS_KEY_ID", "alias/k", "s3_kms_key_id", id="kms-without-sse"),
+    pytest.param("PROCESSING_S3_MAX_ATTEMPTS", "0", "s3_max_attempts", id="attempts-zero"),
+    pytest.param(
+        "PROCESSING_S3_ENDPOINT_URL", "minio:9000", "s3_endpoint_url", id="endpoint-no-scheme"
+    ),
 ]
 
 
