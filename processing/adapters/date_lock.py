@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import json
 import logging
 import os
-import posixpath
+import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from processing.spec.errors import ConfigError, DateLockedError, LockLostError, TransientError
+from processing.adapters.cas import error_code, object_store
+from processing.adapters.storage import transient_storage_errors
+from processing.spec.errors import (
+    ConfigError,
+    DateLockedError,
+    LockLostError,
+    PipelineError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +48,48 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _process_identity(pid: int) -> str:
+    """What tells a process apart from a later one with the same pid on this host: the boot,
+    the pid namespace, and the process's start time. Empty where /proc does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+        with open(f"/proc/{pid}/stat") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+    return f"{boot}/{namespace}/{started}"
+
+
+def _namespace_identity() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}/"
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class Holder:
-    """What the lock object says about the run holding it."""
+    """What the lock object says about the run holding it. ``token`` is unique to one holding
+    (so a write whose answer was lost can be recognised as ours); ``process`` identifies the
+    holder's process on its host (see :func:`_process_identity`)."""
 
     run_id: str
     host: str
     pid: int
     acquired_at: str
     expires_at: str
+    token: str = ""
+    process: str = ""
 
     @classmethod
     def parse(cls, data: bytes) -> Holder:
         try:
             fields = json.loads(data)
-            return cls(**{k: fields[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: fields[k] for k in cls.__dataclass_fields__ if k in fields})
         except (ValueError, KeyError, TypeError):  # unreadable: treat as long expired
             never = dt.datetime.min.replace(tzinfo=dt.UTC).isoformat()
             return cls("(unreadable lock)", "", 0, never, never)
@@ -70,147 +104,18 @@ class Holder:
             return True
 
     def dead_here(self) -> bool:
-        """The holder is a process of this host that no longer exists."""
-        if self.host != socket.gethostname() or self.pid <= 0:
+        """The holder was a process of this host, of this boot and pid namespace, that no
+        longer exists (its pid is gone, or now belongs to a process started later). Anything
+        less certain (another host, another namespace, no /proc) counts as alive."""
+        if self.host != socket.gethostname() or self.pid <= 0 or not self.process:
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
+        namespace = _namespace_identity()
+        if not namespace or not self.process.startswith(namespace):
             return False
-        return False
+        return _process_identity(self.pid) != self.process
 
     def describe(self) -> str:
         return f"run {self.run_id} on {self.host} (pid {self.pid}), until {self.expires_at}"
-
-
-class _Store(Protocol):
-    """Compare-and-swap on one small object. ETags are opaque strings."""
-
-    def read(self) -> tuple[bytes, str] | None: ...
-    def create(self, data: bytes) -> str | None: ...  # None: it exists
-    def replace(self, data: bytes, etag: str) -> str | None: ...  # None: it changed or is gone
-    def delete(self, etag: str) -> bool: ...  # False: it changed or is gone
-
-
-def _error_code(error: BaseException) -> str | None:
-    """The S3 error code behind an s3fs error (s3fs chains botocore's ClientError)."""
-    current: BaseException | None = error
-    while current is not None:
-        response = getattr(current, "response", None)
-        if isinstance(response, dict):
-            return str(response.get("Error", {}).get("Code"))
-        current = current.__cause__
-    return None
-
-
-_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412", "409"}
-
-
-class _S3Store:
-    def __init__(self, fs: Any, path: str) -> None:
-        self.fs = fs
-        self.bucket, self.key, _ = fs.split_path(path)
-
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
-        try:
-            return self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kwargs)
-        except (OSError, ValueError) as e:
-            code = _error_code(e)
-            if code in _CONFLICT or isinstance(e, FileExistsError | FileNotFoundError):
-                if code == "NoSuchBucket":
-                    raise
-                return None
-            raise
-
-    def read(self) -> tuple[bytes, str] | None:
-        from fsspec.asyn import sync
-
-        async def get() -> tuple[bytes, str]:
-            response = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.key)
-            async with response["Body"] as body:
-                return await body.read(), response["ETag"]
-
-        try:
-            return sync(self.fs.loop, get)
-        except FileNotFoundError:
-            return None
-
-    def create(self, data: bytes) -> str | None:
-        done = self._call("put_object", Body=data, IfNoneMatch="*", ContentType="application/json")
-        return None if done is None else done["ETag"]
-
-    def replace(self, data: bytes, etag: str) -> str | None:
-        done = self._call("put_object", Body=data, IfMatch=etag, ContentType="application/json")
-        return None if done is None else done["ETag"]
-
-    def delete(self, etag: str) -> bool:
-        return self._call("delete_object", IfMatch=etag) is not None
-
-
-class _LocalStore:
-    """The same operations on a local file, each under an exclusive flock of a guard file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    @contextlib.contextmanager
-    def _guarded(self) -> Iterator[None]:
-        os.makedirs(posixpath.dirname(self.path), exist_ok=True)
-        with open(f"{self.path}.guard", "a+b") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(guard, fcntl.LOCK_UN)
-
-    def _current(self) -> tuple[bytes, str] | None:
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        return data, hashlib.sha256(data).hexdigest()
-
-    def _write(self, data: bytes) -> str:
-        temporary = f"{self.path}.tmp-{os.getpid()}"
-        with open(temporary, "wb") as f:
-            f.write(data)
-        os.replace(temporary, self.path)
-        return hashlib.sha256(data).hexdigest()
-
-    def read(self) -> tuple[bytes, str] | None:
-        with self._guarded():
-            return self._current()
-
-    def create(self, data: bytes) -> str | None:
-        with self._guarded():
-            return None if self._current() is not None else self._write(data)
-
-    def replace(self, data: bytes, etag: str) -> str | None:
-        with self._guarded():
-            current = self._current()
-            return self._write(data) if current and current[1] == etag else None
-
-    def delete(self, etag: str) -> bool:
-        with self._guarded():
-            current = self._current()
-            if not current or current[1] != etag:
-                return False
-            os.unlink(self.path)
-            return True
-
-
-def _store(fs: Any, path: str) -> _Store:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    if "file" in protocol:
-        return _LocalStore(path)
-    if {"s3", "s3a"} & set(protocol):
-        return _S3Store(fs, path)
-    raise ConfigError(
-        f"no date lock for {protocol[0]}:// destinations: use a local directory or S3"
-    )
 
 
 class DateLock:
@@ -228,9 +133,10 @@ class DateLock:
         self.run_id = run_id
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.clock = clock
-        self._store = _store(fs, path)
+        self._store = object_store(fs, path)
         self._etag: str | None = None
         self._acquired_at = ""
+        self._token = secrets.token_hex(8)
         self._mutex = threading.Lock()
         self._lost: str | None = None
         self._stop = threading.Event()
@@ -243,24 +149,39 @@ class DateLock:
             pid=os.getpid(),
             acquired_at=self._acquired_at or now.isoformat(),
             expires_at=(now + self.ttl).isoformat(),
+            token=self._token,
+            process=_process_identity(os.getpid()),
         )
+
+    def _ours(self) -> tuple[Holder, str] | None:
+        """The lock as it is now, if this holding wrote it last (a write whose answer was lost,
+        after the store's retries, may still have been applied)."""
+        found = self._store.read()
+        if found is None:
+            return None
+        holder = Holder.parse(found[0])
+        return (holder, found[1]) if holder.token == self._token else None
 
     def acquire(self) -> None:
         """Take the lock, or raise DateLockedError naming the run that holds it."""
         try:
             self._acquire()
-        except DateLockedError:
+        except PipelineError:
             raise
-        except (OSError, ValueError) as e:
-            if _error_code(e) == "NoSuchBucket":
+        except Exception as e:
+            if error_code(e) == "NoSuchBucket":
                 raise ConfigError(f"the destination's bucket does not exist ({self.path})") from e
             if isinstance(e, PermissionError | NotADirectoryError | FileExistsError):
                 raise ConfigError(f"cannot write under the destination: {e}") from e
-            raise TransientError(f"cannot take the lock {self.path}: {e}") from e
+            if isinstance(e, transient_storage_errors()):
+                raise TransientError(f"cannot take the lock {self.path}: {e}") from e
+            raise
 
     def _acquire(self) -> None:
         self._acquired_at = self.clock().isoformat()
-        for _ in range(3):  # a takeover race: someone else changed the lock between read and swap
+        for attempt in range(5):  # races: the lock changed between our read and our swap
+            if attempt:
+                time.sleep(0.05 * attempt)
             etag = self._store.create(self._holder().encode())
             if etag is not None:
                 self._etag = etag
@@ -270,14 +191,19 @@ class DateLock:
             if found is None:
                 continue  # released meanwhile: try to create it again
             holder = Holder.parse(found[0])
+            if holder.token == self._token:  # our create was applied, its answer lost
+                self._etag = found[1]
+                log.info("took the lock %s", self.path)
+                return
             if not (holder.expired(self.clock()) or holder.dead_here()):
                 raise DateLockedError(
                     f"another run is writing this date: {holder.describe()} holds {self.path}. "
                     "Wait for it to finish; if it died, its lock can be taken once it expires"
                 )
             etag = self._store.replace(self._holder().encode(), found[1])
-            if etag is not None:
-                self._etag = etag
+            ours = (etag, None) if etag is not None else self._ours()
+            if ours is not None:
+                self._etag = etag if etag is not None else ours[1]
                 log.warning("took over the lock %s from %s", self.path, holder.describe())
                 return
         raise DateLockedError(f"other runs keep taking the lock {self.path}; try again later")
@@ -290,7 +216,13 @@ class DateLock:
             if self._etag is None:
                 raise LockLostError(f"the lock {self.path} is not held")
             etag = self._store.replace(self._holder().encode(), self._etag)
-            if etag is None:
+            if etag is None:  # applied with its answer lost, a conflict in flight, or taken
+                ours = self._ours()
+                if ours is not None:
+                    self._etag = ours[1]
+                    etag = self._store.replace(self._holder().encode(), self._etag)
+                    self._etag = etag or self._etag
+                    return
                 found = self._store.read()
                 taker = Holder.parse(found[0]).describe() if found else "nobody (it was deleted)"
                 self._lost = (
@@ -309,8 +241,10 @@ class DateLock:
                 return
             try:
                 if not self._store.delete(self._etag):
-                    log.warning("the lock %s was no longer this run's at release", self.path)
-            except OSError as e:  # it expires by itself
+                    ours = self._ours()  # a refresh applied with its answer lost
+                    if ours is None or not self._store.delete(ours[1]):
+                        log.warning("the lock %s was no longer this run's at release", self.path)
+            except Exception as e:  # it expires by itself
                 log.warning("could not release the lock %s: %s", self.path, e)
             self._etag = None
 
@@ -322,7 +256,7 @@ class DateLock:
             except LockLostError as e:
                 log.error("%s", e)
                 return
-            except OSError as e:
+            except Exception as e:  # network trouble: the next beat tries again
                 log.warning("could not refresh the lock %s (will retry): %s", self.path, e)
 
     @contextlib.contextmanager
@@ -340,5 +274,5 @@ class DateLock:
 
 def holder_of(fs: Any, path: str) -> Holder | None:
     """Who holds a lock now (for gc and messages), or None."""
-    found = _store(fs, path).read()
+    found = object_store(fs, path).read()
     return Holder.parse(found[0]) if found else None

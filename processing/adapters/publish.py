@@ -11,16 +11,22 @@ the date's lock (:mod:`processing.adapters.date_lock`) through all of it.
 3. ``audit``: every file the tasks reported exists with the reported row count in its footer, no
    other file is there, every reported partition is there, and the first 65,536 rows of one file
    per event name, read back, conform to the Pandera output model.
-4. ``publish``: the manifest goes into the staged events directory, then a ``_publishing`` marker
-   into the run's staging; from here on, the next holder of the lock completes the publish if
-   this process dies. Then:
+4. ``publish``: the manifest (with a ``publish_id`` unique to this attempt) goes into the staged
+   events directory; the lock is checked; a ``_publishing`` marker goes into the run's staging.
+   From here on, the next holder of the lock completes the publish if this process dies. Then:
 
    a. the published version is copied (as its manifest lists it) to ``_previous/event_date=D``,
       replacing the version kept there, its manifest last; a rollback copies it back;
    b. the run's files are copied into the published directories, beside the old ones;
-   c. the run's manifest is written over the published one: the switch (one PUT, or one rename);
-   d. every file of the published date that the new manifest does not list is deleted;
+   c. the lock is checked, and the run's manifest is written over the published one: the switch
+      (one rename on a local disk; on S3 one PUT conditional on the ETag of the manifest read at
+      the start, so a run that lost the date while paused cannot switch it back);
+   d. the lock is checked, and every file of the published date that the new manifest does not
+      list is deleted (and listed again, until none is left);
    e. the staging is removed, marker first.
+
+A marked staging whose files are gone (a run that lost its lock, whose staging the next holder
+removed) is abandoned, not published: the files it copied in are removed.
 
 On S3 the copies are server-side and concurrent; on a local disk they are hard links, so no byte
 is copied. What readers see, at every moment:
@@ -34,11 +40,13 @@ is copied. What readers see, at every moment:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import posixpath
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -49,11 +57,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from processing.adapters.cas import object_store
 from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
 from processing.logic.manifest import RunTotals
 from processing.logic.validate import output_problems
 from processing.spec import schema as s
-from processing.spec.errors import AuditError, ConfigError
+from processing.spec.errors import AuditError, ConfigError, LockLostError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +145,9 @@ def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
         try:
             os.link(source, target)
         except OSError:  # a filesystem without hard links, or across devices
-            shutil.copyfile(source, target)
+            partial = f"{target}.partial-{os.getpid()}"  # a crash never leaves a short target
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
 
 
 def _files_under(fs: Any, directories: Iterable[str]) -> dict[str, int]:
@@ -189,7 +200,7 @@ def _write_probe(fs: Any, layout: Layout, date: dt.date) -> None:
         fs.makedirs(layout.staging_date(date), exist_ok=True)
         fs.pipe_file(probe, b"")
         fs.rm_file(probe)
-    except OSError as e:
+    except (PermissionError, NotADirectoryError, FileNotFoundError) as e:
         raise ConfigError(f"cannot write under the destination {layout.root}: {e}") from e
 
 
@@ -202,31 +213,49 @@ def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
     """Check the destination takes writes and that ``run_id`` is not the published run's;
     complete an interrupted publish of the date; remove all of its other staging."""
     _write_probe(fs, layout, date)
+    complete_interrupted(fs, layout, date)  # first: it may publish a run of this very id
     current = published_manifest(fs, layout, date)
     if current is not None and current.get("run_id") == run_id:
         raise ConfigError(
             f"run id {run_id!r} is the one published for {date}: give the rerun a new run id "
             "(or none, to have one generated)"
         )
-    complete_interrupted(fs, layout, date)
-    staging = layout.staging_date(date)
-    for stale in fs.ls(staging, detail=False) if fs.exists(staging) else []:
-        log.info("removing staging of a run that did not publish: %s", stale)
-    _remove_tree(fs, staging)
+    remove_staging(fs, layout, date)
 
 
-def complete_interrupted(fs: Any, layout: Layout, date: dt.date) -> bool:
-    """Complete a publish of ``date`` that a dead process left half done; True if there was one."""
+def remove_staging(fs: Any, layout: Layout, date: dt.date) -> bool:
+    """Remove all staging of ``date`` (the caller holds its lock); True if there was some."""
     staging = layout.staging_date(date)
     if not fs.exists(staging):
         return False
-    completed = False
+    for stale in fs.ls(staging, detail=False):
+        log.info("removing staging of a run that did not publish: %s", stale)
+    _remove_tree(fs, staging)
+    return True
+
+
+def complete_interrupted(fs: Any, layout: Layout, date: dt.date) -> list[str]:
+    """Complete the publishes of ``date`` that a dead process left half done; return their
+    staging ids. A marked staging that lost files (removed by a run that took the date's lock
+    over) is abandoned instead: what it copied in is removed, the published version stays."""
+    staging = layout.staging_date(date)
+    if not fs.exists(staging):
+        return []
+    completed = []
     for entry in fs.ls(staging, detail=False):
         run_dir = entry.rstrip("/")
-        if fs.exists(f"{run_dir}/{MARKER}"):
-            log.warning("completing the interrupted publish of %s", run_dir)
-            _switch(fs, layout, date, run_dir.rsplit("run_id=", 1)[-1], check=None)
-            completed = True
+        if not fs.exists(f"{run_dir}/{MARKER}"):
+            continue
+        staging_id = run_dir.rsplit("run_id=", 1)[-1]
+        log.warning("completing the interrupted publish of %s", run_dir)
+        try:
+            _switch(fs, layout, date, staging_id, check=None)
+        except _IncompleteStagingError as e:
+            log.warning("abandoning the staging %s: %s", run_dir, e)
+            _clean_published(fs, layout, date)
+            _remove_tree(fs, run_dir)
+            continue
+        completed.append(staging_id)
     return completed
 
 
@@ -310,10 +339,26 @@ def publish(
     (it raises if the date's lock was lost). If this fails half way, the marker stays and the next
     holder of the date's lock completes the publish.
     """
-    staged = _staged(layout, date, run_id)
-    _put_json(fs, staged.manifest, manifest)
-    fs.pipe_file(f"{layout.staging_run(date, run_id)}/{MARKER}", run_id.encode())
-    return _switch(fs, layout, date, run_id, check)
+    staged, published = _staged(layout, date, run_id), _published(layout, date)
+    publish_id = secrets.token_hex(8)
+    _put_json(fs, staged.manifest, {**manifest, "publish_id": publish_id})
+    if check:
+        check()  # a run that lost the date must not leave a marker for others to complete
+    marker = f"{layout.staging_run(date, run_id)}/{MARKER}"
+    fs.pipe_file(marker, run_id.encode())
+    try:
+        return _switch(fs, layout, date, run_id, check)
+    except LockLostError:
+        current = _read_json(fs, published.manifest) or {}
+        if current.get("publish_id") != publish_id:  # not switched: withdraw what we added
+            with contextlib.suppress(Exception):  # our names: no other version uses them
+                fs.rm_file(marker)
+                _remove(fs, [p for p in map(published.file, manifest["files"]) if fs.exists(p)])
+        raise  # switched: the new holder of the date completes the cleanup from our marker
+
+
+class _IncompleteStagingError(Exception):
+    """A marked staging whose files are not all there: it cannot be published."""
 
 
 def _switch(
@@ -326,9 +371,18 @@ def _switch(
     if new is None:  # only step e deletes it: the switch is done, the cleanup was not
         _remove_tree(fs, staging_run)
         return 0.0
-    current = _read_json(fs, published.manifest)
+    current, etag = _read_manifest(fs, published.manifest)
     began = started = time.perf_counter()
-    if current is None or current.get("run_id") != new["run_id"]:
+    if current is None or current.get("publish_id") != new.get("publish_id"):
+        missing = (
+            [e["path"] for e in new["files"] if not fs.exists(staged.file(e))]
+            if check is None
+            else []
+        )  # a live run has just audited its staging
+        if missing:
+            raise _IncompleteStagingError(
+                f"{len(missing)} staged files are gone, e.g. {missing[0]}"
+            )
         if current is not None:
             _keep_as_previous(fs, layout, date, current)
         if check:
@@ -345,15 +399,13 @@ def _switch(
         _copy(fs, [(staged.file(e), published.file(e)) for e in new["files"]])
         if check:
             check()
-        _put_json(fs, published.manifest, new)
-    keep = {published.file(e) for e in new["files"]} | {published.manifest}
-    _remove(
-        fs,
-        [p for p in _files_under(fs, (published.events, published.rejected)) if p not in keep],
-    )
+        _switch_manifest(fs, published.manifest, new, etag)
+    if check:
+        check()  # the old files go only while the date is still ours
+    _clean_published(fs, layout, date, new)
     window = time.perf_counter() - started
-    _remove_empty_directories(fs, (published.events, published.rejected))
-    fs.rm_file(f"{staging_run}/{MARKER}")
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(f"{staging_run}/{MARKER}")
     _remove_tree(fs, staging_run)
     if fs.exists(layout.staging_date(date)) and not fs.ls(layout.staging_date(date)):
         _remove_tree(fs, layout.staging_date(date))
@@ -366,6 +418,55 @@ def _switch(
         window,
     )
     return window
+
+
+def _read_manifest(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The published manifest and, on S3, its ETag (for the conditional switch)."""
+    if _is_local(fs):
+        return _read_json(fs, path), None
+    found = object_store(fs, path).read()
+    return (None, None) if found is None else (json.loads(found[0]), found[1])
+
+
+def _switch_manifest(fs: Any, path: str, manifest: Mapping[str, Any], etag: str | None) -> None:
+    """Write the new manifest. On S3 the write is conditional on the manifest being the one read
+    at the start of this publish: a run that lost the date while paused cannot switch it back."""
+    if _is_local(fs):
+        _put_json(fs, path, manifest)
+        return
+    data = json.dumps(manifest, indent=2).encode()
+    store = object_store(fs, path)
+    done = store.create(data) if etag is None else store.replace(data, etag)
+    if done is None:
+        found = store.read()
+        if found is not None and json.loads(found[0]).get("publish_id") == manifest.get(
+            "publish_id"
+        ):
+            return  # our write was applied, its answer lost
+        raise LockLostError(
+            f"the published manifest {path} changed during this publish: another run "
+            "published the date meanwhile; nothing more is published by this one"
+        )
+
+
+def _clean_published(
+    fs: Any, layout: Layout, date: dt.date, manifest: Mapping[str, Any] | None = None
+) -> None:
+    """Delete every file of the published date that ``manifest`` (default: the published one)
+    does not list, and check that they are gone (bulk deletes do not report failures)."""
+    published = _published(layout, date)
+    manifest = manifest if manifest is not None else _read_json(fs, published.manifest) or {}
+    keep = {published.file(e) for e in manifest.get("files", [])} | {published.manifest}
+    for attempt in range(3):
+        stale = [
+            p for p in _files_under(fs, (published.events, published.rejected)) if p not in keep
+        ]
+        if not stale:
+            break
+        if attempt == 2:
+            raise TransientError(f"could not delete {len(stale)} old files, e.g. {stale[0]}")
+        _remove(fs, stale)
+    _remove_empty_directories(fs, (published.events, published.rejected))
 
 
 def _keep_as_previous(fs: Any, layout: Layout, date: dt.date, current: Mapping[str, Any]) -> None:
@@ -386,6 +487,10 @@ def previous_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] 
 def rollback(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> dict[str, Any]:
     """Publish the version kept in ``_previous`` again (the current one takes its place there);
     return its manifest. Staged first, so a crash half way is completed like any publish."""
+    for completed in complete_interrupted(fs, layout, date):
+        if completed.startswith("rollback_"):  # a retried rollback must not undo itself
+            log.warning("completed the interrupted rollback %s; not rolling back again", completed)
+            return published_manifest(fs, layout, date) or {}
     previous = _previous(layout, date)
     kept = _read_json(fs, previous.manifest)
     if kept is None:
@@ -395,7 +500,7 @@ def rollback(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> dict[st
         raise ConfigError(f"the previous version of {date} (run {kept['run_id']}) is published")
     staged = _staged(layout, date, staging_id)
     _copy(fs, [(previous.file(e), staged.file(e)) for e in kept["files"]])
-    _put_json(fs, staged.manifest, kept)
+    _put_json(fs, staged.manifest, kept)  # its publish id is its own: no other version has it
     fs.pipe_file(f"{layout.staging_run(date, staging_id)}/{MARKER}", staging_id.encode())
     _switch(fs, layout, date, staging_id, check=None)
     return kept

@@ -9,6 +9,8 @@ web identity / IRSA, EKS Pod Identity, ``AWS_PROFILE``, instance metadata), and 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -82,6 +84,7 @@ def storage_options_for(
 
 def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(fs, path)`` for ``url``. Local paths become absolute, so workers agree on them."""
+    check_url(url)
     if is_local(url):
         url = os.path.abspath(url.removeprefix("file://"))
     try:
@@ -89,6 +92,40 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
     except (ImportError, ValueError, TypeError) as e:
         raise ConfigError(f"cannot use {url!r} as storage: {e}") from e
     return fs, path
+
+
+@functools.cache
+def transient_storage_errors() -> tuple[type[BaseException], ...]:
+    """Storage errors a retry may cure: OSError (s3fs translates most S3 errors to it),
+    timeouts, and what botocore and aiohttp raise themselves (a refused connection, an endpoint
+    that does not answer). botocore's ParamValidationError is among them: check
+    :func:`is_bad_request` first."""
+    errors: list[type[BaseException]] = [OSError, TimeoutError]
+    with contextlib.suppress(ImportError):
+        from botocore.exceptions import BotoCoreError
+
+        errors.append(BotoCoreError)
+    with contextlib.suppress(ImportError):
+        from aiohttp import ClientError
+
+        errors.append(ClientError)
+    return tuple(errors)
+
+
+def is_bad_request(error: BaseException) -> bool:
+    """A request our configuration made invalid (botocore refuses it before sending)."""
+    return type(error).__name__ in {"ParamValidationError", "InvalidRegionError"}
+
+
+def check_url(url: str) -> str:
+    """Refuse credentials in a URL: they would reach paths, logs and lock objects."""
+    _, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        raise ConfigError(
+            f"{redact_url(url)}: credentials do not belong in the URL; use the AWS chain "
+            "(environment, IRSA, Pod Identity, profile) or --storage-options"
+        )
+    return url
 
 
 def redact_url(url: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from processing.adapters.sources.base import Piece
-from processing.adapters.storage import filesystem
+from processing.adapters.storage import filesystem, transient_storage_errors
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic.batch import split_batch
 from processing.logic.layout import Layout, run_tag
@@ -97,7 +97,7 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     except (ConnectionError, TimeoutError) as e:
         writer.abort()
         raise TransientError(f"piece {piece.id}: {type(e).__name__}: {e}") from e
-    except OSError as e:  # writing to the destination
+    except transient_storage_errors() as e:  # writing to the destination
         writer.abort()
         raise TransientError(f"piece {piece.id}: writing failed: {e}") from e
     except Exception:

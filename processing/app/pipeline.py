@@ -33,8 +33,10 @@ from processing.adapters.sources import (
 from processing.adapters.storage import (
     S3Options,
     filesystem,
+    is_bad_request,
     redact_url,
     storage_options_for,
+    transient_storage_errors,
 )
 from processing.adapters.writer import WriteOptions
 from processing.app.piece_task import TaskContext, process_piece, warm_up
@@ -47,6 +49,7 @@ from processing.spec.errors import (
     DateLockedError,
     InputError,
     LockLostError,
+    PipelineError,
     SessionExpiredError,
     TransientError,
 )
@@ -291,7 +294,6 @@ def rollback(settings: Settings, clock: Callable[[], dt.datetime] = _utcnow) -> 
     rollback_id = f"rollback_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
     fs, layout, _ = destination(settings)
     with _lock(fs, layout, settings.date, rollback_id, settings).held():
-        wap.complete_interrupted(fs, layout, settings.date)
         return _storage(wap.rollback, fs, layout, settings.date, rollback_id)
 
 
@@ -314,11 +316,8 @@ def collect_garbage(
     for date in sorted(dates):
         try:
             with _lock(fs, layout, date, gc_id, settings).held():
-                completed = wap.complete_interrupted(fs, layout, date)
-                staging = layout.staging_date(date)
-                had_staging = fs.exists(staging)
-                if had_staging:
-                    fs.rm(staging, recursive=True)
+                completed = _storage(wap.complete_interrupted, fs, layout, date)
+                had_staging = _storage(wap.remove_staging, fs, layout, date)
             what = (
                 "completed an interrupted publish"
                 if completed
@@ -385,8 +384,14 @@ def _storage(step: Callable[..., Any], fs: Any, *args: Any, **kwargs: Any) -> An
         ) from e
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
         raise AuditError(f"the destination changed under the run: {e}") from e
-    except OSError as e:
-        raise TransientError(f"the destination failed: {e}") from e
+    except PipelineError:
+        raise
+    except Exception as e:
+        if is_bad_request(e):
+            raise ConfigError(f"the destination refuses the request ({e}): check --s3-*") from e
+        if isinstance(e, transient_storage_errors()):
+            raise TransientError(f"the destination failed: {e}") from e
+        raise
 
 
 def _url(dest: str, path: str, root: str) -> str:

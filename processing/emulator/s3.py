@@ -6,7 +6,9 @@ mocked. Needs the ``emulator`` extra (moto, flask). Credentials are not checked:
 
 Faults, for retry tests: every ``every``-th request that matches is answered with an S3 error
 (503 SlowDown and 500 InternalError, alternately) before it reaches moto, so, like S3's own
-503s, the failed request changed nothing and a retry is safe.
+503s, the failed request changed nothing and a retry is safe. With ``after_serving`` the request
+is served first and its answer replaced by the error: the write was applied, the client cannot
+know (a connection lost on the way back), and its retry meets the new state.
 """
 
 from __future__ import annotations
@@ -29,15 +31,26 @@ class S3Faults:
     every: int = 0
     statuses: tuple[int, ...] = (503, 500)
     methods: frozenset[str] = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
+    path_contains: str = ""
+    after_serving: bool = False
+    limit: int = 0  # at most this many failures (0: no limit)
     seen: int = field(default=0, init=False)
     injected: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def next_failure(self, method: str) -> int | None:
+    def reset(self) -> None:
+        """No faults."""
+        self.every, self.path_contains, self.after_serving, self.limit = 0, "", False, 0
+        self.statuses = (503, 500)
+        self.methods = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
+
+    def next_failure(self, method: str, path: str = "") -> int | None:
         """The status to answer this request with, or None to serve it."""
-        if not self.every or method not in self.methods:
+        if not self.every or method not in self.methods or self.path_contains not in path:
             return None
         with self._lock:
+            if self.limit and self.injected >= self.limit:
+                return None
             self.seen += 1
             if self.seen % self.every:
                 return None
@@ -53,10 +66,15 @@ class _FaultInjector:
         self.faults = faults
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        status = self.faults.next_failure(environ["REQUEST_METHOD"])
+        status = self.faults.next_failure(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
         if status is None:
             return self.app(environ, start_response)
-        _drain(environ)
+        if self.faults.after_serving:
+            served = self.app(environ, lambda *args, **kwargs: None)
+            for _ in served:  # let moto apply it
+                pass
+        else:
+            _drain(environ)
         reason, code, message = _ERRORS[status]
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'

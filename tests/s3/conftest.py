@@ -30,9 +30,9 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> It
     """The standard credential variables, and no faults left over from another test."""
     for name, value in {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    s3_server.faults.every = 0
+    s3_server.faults.reset()
     yield
-    s3_server.faults.every = 0
+    s3_server.faults.reset()
 
 
 def client_fs(endpoint: str) -> s3fs.S3FileSystem:

@@ -100,10 +100,10 @@ def test_the_lock_of_a_killed_process_on_this_host_is_taken_at_once(
 
 def test_held_keeps_refreshing_so_a_slow_run_keeps_its_date(lake: Lake) -> None:
     fs, path = _path(lake)
-    with DateLock(fs, path, "slow-run", ttl_seconds=1.0).held() as lock:
-        time.sleep(2.5)  # more than two times to live
+    with DateLock(fs, path, "slow-run", ttl_seconds=2.0).held() as lock:
+        time.sleep(4.5)  # more than two times to live
         with pytest.raises(DateLockedError):
-            DateLock(fs, path, "run-2", ttl_seconds=1.0).acquire()
+            DateLock(fs, path, "run-2", ttl_seconds=2.0).acquire()
         lock.check()
     assert holder_of(fs, path) is None  # released at the end
 
@@ -134,3 +134,33 @@ def test_a_missing_bucket_is_a_configuration_error(s3) -> None:
     lock = DateLock(s3, "no-such-bucket-here/lake/_locks/x.json", "run-1", ttl_seconds=60)
     with pytest.raises(ConfigError, match="bucket does not exist"):
         lock.acquire()
+
+
+def test_release_never_deletes_a_lock_another_run_took_over(lake: Lake) -> None:
+    fs, path = _path(lake)
+    old = DateLock(fs, path, "run-1", ttl_seconds=60, clock=lambda: NOW)
+    old.acquire()
+    later = NOW + dt.timedelta(seconds=61)
+    DateLock(fs, path, "run-2", ttl_seconds=60, clock=lambda: later).acquire()
+    old.release()  # unaware it lost the lock: its conditional delete must not apply
+    holder = holder_of(fs, path)
+    assert holder is not None and holder.run_id == "run-2"
+
+
+def test_a_lock_write_applied_but_answered_with_an_error_stays_ours(
+    s3_server: S3Server, s3, bucket: str
+) -> None:
+    path = f"{bucket}/lake/_locks/event_date=2023-10-23.json"
+    faults = s3_server.faults
+    faults.path_contains, faults.after_serving, faults.methods = "_locks", True, frozenset({"PUT"})
+    faults.every, faults.limit = 1, 1
+    lock = DateLock(s3, path, "run-1", ttl_seconds=600)
+    lock.acquire()  # the create was applied; its retry met 412; the lock read back is ours
+    faults.limit = 2
+    lock.check()  # the same for a refresh
+    assert faults.injected == 2
+    faults.reset()
+    with pytest.raises(DateLockedError, match="run run-1"):
+        DateLock(s3, path, "run-2", ttl_seconds=600).acquire()
+    lock.release()
+    assert holder_of(s3, path) is None

@@ -16,7 +16,7 @@ from processing.adapters import publish as wap
 from processing.logic.layout import Layout, run_tag
 from processing.logic.manifest import FileInfo, RunTotals
 from processing.spec import schema as s
-from processing.spec.errors import AuditError, ConfigError
+from processing.spec.errors import AuditError, ConfigError, LockLostError
 from tests.s3.conftest import Lake
 
 DATE = dt.date(2023, 10, 23)
@@ -26,7 +26,18 @@ OTHER = dt.date(2023, 10, 24)
 def _tree(fs: Any, root: str) -> dict[str, bytes]:
     if not fs.exists(root):
         return {}
-    return {p[len(root) :].lstrip("/"): fs.cat_file(p) for p in sorted(fs.find(root))}
+    return {p[len(root) :].lstrip("/"): _content(p, fs.cat_file(p)) for p in sorted(fs.find(root))}
+
+
+def _content(path: str, data: bytes) -> bytes:
+    """Manifests without the id of the publish that wrote them (unique to each attempt)."""
+    if not path.endswith("_manifest.json"):
+        return data
+    return json.dumps(_version_of(json.loads(data)), indent=2).encode()
+
+
+def _version_of(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if manifest is None else {k: v for k, v in manifest.items() if k != "publish_id"}
 
 
 def _published(fs: Any, layout: Layout, date: dt.date = DATE) -> dict[str, bytes]:
@@ -90,7 +101,7 @@ def test_publish_replaces_exactly_the_date_and_keeps_the_previous(published_old)
 
     assert _published(fs, layout) == _expected(NEW)
     assert _published(fs, layout, OTHER) == other
-    assert wap.previous_manifest(fs, layout, DATE) == OLD
+    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == OLD
     assert not fs.exists(layout.staging_date(DATE))
     assert 0 <= window < 30
 
@@ -115,20 +126,52 @@ class _Crash(BaseException):
     """The process dies here (not an Exception: nothing may catch it)."""
 
 
-def _crash_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> list[str]:
-    """Make the publish's storage operations raise _Crash once ``steps`` of them have run."""
+def _crash_after(monkeypatch: pytest.MonkeyPatch, steps: int | None) -> list[str]:
+    """Make the publish's storage operations raise _Crash once ``steps`` of them have run
+    (None: never; just count them)."""
     done: list[str] = []
-    for name in ("_copy", "_put_json", "_remove", "_remove_tree"):
+    inside: list[str] = []  # an operation made of others counts once
+    for name in ("_copy", "_put_json", "_switch_manifest", "_remove", "_remove_tree"):
         real = getattr(wap, name)
 
         def step(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            if inside:
+                return _real(*args)
             if len(done) == steps:
                 raise _Crash(_name)
             done.append(_name)
-            return _real(*args)
+            inside.append(_name)
+            try:
+                return _real(*args)
+            finally:
+                inside.pop()
 
         monkeypatch.setattr(wap, name, step)
     return done
+
+
+#: The storage operations of a publish over a published version, in order (a local disk then
+#: also removes the empty staging directory of the date).
+OPERATIONS = [
+    "_put_json",  # the staged manifest (then the marker)
+    "_remove_tree",  # a. the version kept before
+    "_copy",  # a. the published version, to _previous
+    "_put_json",  # a. its manifest, last
+    "_copy",  # b. the new version in
+    "_switch_manifest",  # c.
+    "_remove",  # d. the old files
+    "_remove_tree",  # e. the staging
+]
+STEPS = len(OPERATIONS)
+
+
+def test_the_crash_cases_cover_every_step_of_a_publish(
+    published_old, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, layout = published_old
+    done = _crash_after(monkeypatch, None)
+    wap.publish(fs, layout, DATE, "new-run", NEW)
+    assert done[:STEPS] == OPERATIONS
 
 
 def _complete_versions(fs: Any, layout: Layout) -> list[str]:
@@ -141,22 +184,18 @@ def _complete_versions(fs: Any, layout: Layout) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("steps", range(9), ids=lambda n: f"dies-after-{n}-steps")
+@pytest.mark.parametrize("steps", range(STEPS), ids=lambda n: f"dies-after-{n}-steps")
 def test_a_publish_that_dies_anywhere_is_completed_by_the_next_run(
     published_old, monkeypatch: pytest.MonkeyPatch, steps: int
 ) -> None:
     fs, layout = published_old
-    done = _crash_after(monkeypatch, steps)
-    try:
+    _crash_after(monkeypatch, steps)
+    with pytest.raises(_Crash):
         wap.publish(fs, layout, DATE, "new-run", NEW)
-        died = False
-    except _Crash:
-        died = True
     monkeypatch.undo()
-    assert died or len(done) <= steps
 
     # while it lies dead: the manifest names a complete version; a listing holds one whole
-    manifest = wap.published_manifest(fs, layout, DATE)
+    manifest = _version_of(wap.published_manifest(fs, layout, DATE))
     assert manifest in (OLD, NEW)
     assert manifest["run_id"] in _complete_versions(fs, layout)
 
@@ -178,9 +217,9 @@ def test_rollback_restores_the_previous_version_exactly_and_can_be_undone(publis
     new = _published(fs, layout)
 
     restored = wap.rollback(fs, layout, DATE, "rollback-1")
-    assert restored == OLD
+    assert _version_of(restored) == OLD
     assert _published(fs, layout) == old
-    assert wap.previous_manifest(fs, layout, DATE) == NEW
+    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == NEW
 
     wap.rollback(fs, layout, DATE, "rollback-2")
     assert _published(fs, layout) == new
@@ -266,3 +305,82 @@ def test_audit_reads_row_counts_however_the_footer_falls(
     with pytest.raises(AuditError, match="holds 5 rows, reported 6"):
         wrong = FileInfo(good.dataset, good.path, 6, 0, "view")
         wap.audit(fs, layout, DATE, "r1", _totals([wrong]))
+
+
+# --- what a crash, a reused run id or a lost lock must not do ---------------------------------
+def test_a_run_id_reused_after_a_crashed_publish_is_refused_and_the_crash_completed(
+    published_old, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, layout = published_old
+    _crash_after(monkeypatch, 3)  # after the marker: the publish of new-run is half done
+    with pytest.raises(_Crash):
+        wap.publish(fs, layout, DATE, "new-run", NEW)
+    monkeypatch.undo()
+
+    with pytest.raises(ConfigError, match="is the one published"):
+        wap.prepare(fs, layout, DATE, "new-run")  # the same id again, e.g. --run-id
+    assert _published(fs, layout) == _expected(NEW)  # the crashed publish, completed whole
+
+
+def _lost(message: str = "taken by run other") -> Any:
+    def check() -> None:
+        raise LockLostError(message)
+
+    return check
+
+
+def test_a_run_that_lost_its_lock_leaves_no_marker_and_changes_nothing(published_old) -> None:
+    fs, layout = published_old
+    before = _published(fs, layout)
+    with pytest.raises(LockLostError):
+        wap.publish(fs, layout, DATE, "new-run", NEW, check=_lost())
+    assert not wap.publishing_started(fs, layout, DATE, "new-run")
+    assert _published(fs, layout) == before
+
+
+def test_a_marked_staging_that_lost_its_files_is_abandoned(
+    published_old, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, layout = published_old
+    _crash_after(monkeypatch, 5)  # dies after copying the new files in, before the switch
+    with pytest.raises(_Crash):
+        wap.publish(fs, layout, DATE, "new-run", NEW)
+    monkeypatch.undo()
+    events, _ = layout.staged(DATE, "new-run")
+    fs.rm(f"{events}/event_name=view", recursive=True)  # what a run that took the date over did
+
+    wap.prepare(fs, layout, DATE, "next-run")
+    assert _published(fs, layout) == _expected(OLD)  # and the copied-in files are gone
+    assert not fs.exists(layout.staging_date(DATE))
+
+
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # a local disk relies on the lock alone
+def test_a_paused_run_cannot_switch_the_manifest_back_on_s3(published_old) -> None:
+    fs, layout = published_old
+    calls: list[int] = []
+    other = _version("other-run", ("view",))
+
+    def check() -> None:  # meanwhile another run publishes the date
+        calls.append(1)
+        if len(calls) == 2:
+            _stage(fs, layout, DATE, other)
+            wap.publish(fs, layout, DATE, "other-run", other)
+
+    with pytest.raises(LockLostError, match="changed during this publish"):
+        wap.publish(fs, layout, DATE, "new-run", NEW, check=check)
+    assert _published(fs, layout) == _expected(other)
+
+
+def test_a_retried_rollback_does_not_undo_itself(
+    published_old, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, layout = published_old
+    wap.publish(fs, layout, DATE, "new-run", NEW)
+    _crash_after(monkeypatch, 6)  # the rollback dies after its switch
+    with pytest.raises(_Crash):
+        wap.rollback(fs, layout, DATE, "rollback_1")
+    monkeypatch.undo()
+
+    restored = wap.rollback(fs, layout, DATE, "rollback_2")  # the operator retries
+    assert _version_of(restored) == OLD
+    assert _published(fs, layout) == _expected(OLD)

@@ -328,3 +328,22 @@ def test_local_destination_still_has_the_same_layout(run, tmp_path: Path) -> Non
     assert run(local).returncode == 0
     assert set(tree_digest(local)) >= {f"events/event_date={DATE}/_manifest.json"}
     assert not (local / "_staging" / f"event_date={DATE}").exists()
+
+
+def test_an_unreachable_endpoint_is_transient_and_credentials_in_urls_are_refused(
+    run, tmp_path: Path
+) -> None:
+    done = run(
+        "s3://lake-nowhere/lake",
+        "--s3-endpoint-url",
+        "http://127.0.0.1:9",
+        "--s3-max-attempts",
+        "1",
+    )
+    assert done.returncode == 75, done.stderr
+    assert "Traceback" not in done.stderr and "cannot take the lock" in done.stderr
+
+    done = run("s3://AKIAEXAMPLE:sEcReT@bucket/lake")
+    assert done.returncode == 2, done.stderr
+    assert "credentials do not belong in the URL" in done.stderr
+    assert "sEcReT" not in done.stderr + done.stdout
