@@ -128,6 +128,8 @@ class DateLock:
         run_id: str,
         ttl_seconds: float,
         clock: Callable[[], dt.datetime] = _utcnow,
+        *,
+        resume: bool = False,
     ) -> None:
         self.path = path
         self.run_id = run_id
@@ -137,6 +139,7 @@ class DateLock:
         self._etag: str | None = None
         self._acquired_at = ""
         self._token = secrets.token_hex(8)
+        self._resume = resume
         self._mutex = threading.Lock()
         self._lost: str | None = None
         self._stop = threading.Event()
@@ -195,6 +198,14 @@ class DateLock:
                 self._etag = found[1]
                 log.info("took the lock %s", self.path)
                 return
+            if self._resume and holder.run_id == self.run_id:  # the run's next stage
+                etag = self._store.replace(self._holder().encode(), found[1])
+                ours = (etag, None) if etag is not None else self._ours()
+                if ours is not None:
+                    self._etag = etag if etag is not None else ours[1]
+                    log.info("resumed the lock %s of run %s", self.path, self.run_id)
+                    return
+                continue
             if not (holder.expired(self.clock()) or holder.dead_here()):
                 raise DateLockedError(
                     f"another run is writing this date: {holder.describe()} holds {self.path}. "
@@ -260,15 +271,18 @@ class DateLock:
                 log.warning("could not refresh the lock %s (will retry): %s", self.path, e)
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[DateLock]:
-        """Acquire, keep refreshed in a background thread, release at the end."""
+    def held(self, *, release: bool = True) -> Iterator[DateLock]:
+        """Acquire, keep refreshed in a background thread, release at the end (or, with
+        ``release=False``, only stop refreshing: a later stage of the run resumes the lock)."""
         self.acquire()
         beat = threading.Thread(target=self._heartbeat, name="date-lock", daemon=True)
         beat.start()
         try:
             yield self
         finally:
-            self.release()
+            if release:
+                self.release()
+            self._stop.set()
             beat.join(timeout=5)
 
 

@@ -233,7 +233,7 @@ def _plan(args: argparse.Namespace) -> int:
     flags.setdefault("dest", "(not used by plan)")
     settings = Settings.load(os.environ, **flags)
     _setup_logging(settings.log_level)
-    from processing.app.pipeline import source_for, task_slots
+    from processing.app.context import source_for, task_slots
     from processing.logic.bigquery import suggested_slots
 
     plan = source_for(settings).plan(settings.date, settings.piece_rows)

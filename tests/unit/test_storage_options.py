@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from processing.adapters.storage import S3Options, is_s3, storage_options_for
-from processing.app.pipeline import s3_options
+from processing.app.context import s3_options
 from processing.spec.settings import Settings
 
 REQUIRED = {"PROCESSING_DATE": "2023-10-23", "PROCESSING_SOURCE": "x", "PROCESSING_DEST": "y"}

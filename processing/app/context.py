@@ -1,0 +1,144 @@
+"""What every stage of a run needs from the settings: the destination, the source, the date's
+lock, the size of the cluster, and one way to turn storage failures into exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from distributed import Client
+
+from processing.adapters.date_lock import DateLock
+from processing.adapters.sources import BigQueryOptions, Source, open_source
+from processing.adapters.storage import (
+    S3Options,
+    filesystem,
+    is_bad_request,
+    storage_options_for,
+    transient_storage_errors,
+)
+from processing.logic.bigquery import SCHEME
+from processing.logic.layout import Layout
+from processing.spec.errors import (
+    AuditError,
+    ConfigError,
+    PipelineError,
+    TransientError,
+)
+from processing.spec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_run_id(date: dt.date, now: dt.datetime) -> str:
+    return f"{date.isoformat()}_{now:%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+
+
+def date_lock(
+    settings: Settings, fs: Any, layout: Layout, run_id: str, *, resume: bool = False
+) -> DateLock:
+    """The lock on ``settings.date`` for ``run_id``; ``resume``: a later stage of the same run
+    (another process) takes over the run's own lock."""
+    return DateLock(
+        fs, layout.lock(settings.date), run_id, settings.lock_ttl_seconds, resume=resume
+    )
+
+
+def s3_options(settings: Settings) -> S3Options:
+    return S3Options(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        sse=settings.s3_sse,
+        kms_key_id=settings.s3_kms_key_id,
+        max_attempts=settings.s3_max_attempts,
+    )
+
+
+def destination(settings: Settings) -> tuple[Any, Layout, dict[str, Any]]:
+    """The destination's filesystem, its layout and the fsspec options the workers use."""
+    options = storage_options_for(settings.dest, settings.storage_options, s3_options(settings))
+    fs, root = filesystem(settings.dest, options)
+    return fs, Layout(root), options
+
+
+def task_slots(settings: Settings) -> int:
+    """Task threads of the run's cluster: the LocalCluster's, or those an existing scheduler's
+    workers have now (an adaptive cluster that has none yet counts as a local one)."""
+    cores = os.cpu_count() or 1
+    if settings.scheduler:
+        threads = _scheduler_threads(settings.scheduler)
+        if threads:
+            return threads
+        log.warning(
+            "the scheduler at %s has no workers yet: sizing the read for %d threads "
+            "(set --bq-max-streams to choose)",
+            settings.scheduler,
+            cores,
+        )
+        return cores
+    if settings.processes:
+        return (settings.workers or cores) * (settings.threads_per_worker or 1)
+    return (settings.workers or 1) * (settings.threads_per_worker or cores)
+
+
+def _scheduler_threads(address: str) -> int:
+    try:
+        with Client(address, timeout="30s") as client:
+            return sum(client.nthreads().values())
+    except ValueError as e:
+        raise ConfigError(f"--scheduler {address!r} is not an address: {e}") from e
+    except (OSError, TimeoutError) as e:
+        raise TransientError(f"cannot reach the Dask scheduler at {address}: {e}") from e
+
+
+def source_for(settings: Settings) -> Source:
+    """The source of ``settings``; a BigQuery one gets its options from the settings."""
+    storage = storage_options_for(settings.source, settings.storage_options, s3_options(settings))
+    if not settings.source.startswith(SCHEME):
+        return open_source(settings.source, storage)
+    options = BigQueryOptions(
+        endpoint=settings.bq_endpoint,
+        billing_project=settings.billing_project,
+        time_column=settings.bq_time_column,
+        compression=settings.bq_compression,
+        max_streams=settings.bq_max_streams,
+        slots=task_slots(settings),
+        deadline_seconds=settings.bq_deadline_seconds,
+        snapshot_time=settings.snapshot_time,
+        usd_per_tib=settings.bq_usd_per_tib,
+    )
+    return open_source(settings.source, settings.storage_options, options)
+
+
+def storage_step(step: Callable[..., Any], fs: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a write-audit-publish step; storage failures become one line with an exit code."""
+    try:
+        return step(fs, *args, **kwargs)
+    except PermissionError as e:
+        raise ConfigError(
+            f"the destination refuses access ({e}): check --dest and its rights"
+        ) from e
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        raise AuditError(f"the destination changed under the run: {e}") from e
+    except PipelineError:
+        raise
+    except Exception as e:
+        if is_bad_request(e):
+            raise ConfigError(f"the destination refuses the request ({e}): check --s3-*") from e
+        if isinstance(e, transient_storage_errors()):
+            raise TransientError(f"the destination failed: {e}") from e
+        raise
+
+
+def url_of(dest: str, path: str, root: str) -> str:
+    if "://" in dest and not dest.startswith("file://"):
+        return dest.rstrip("/") + path[len(root.rstrip("/")) :]
+    return path

@@ -1,0 +1,429 @@
+"""The stages of a run: begin, process, audit, publish, and finish (after success or failure).
+
+Each stage can run in its own process (an Airflow task each, on Kubernetes) or all in one (the
+CLI's ``run``): what a later stage needs is kept beside the run's staging, in
+``_staging/event_date=D/_runs/``, never passed around as data. Each stage holds the date's lock
+while it works, resuming the run's own lock (a stage retried in a new process resumes it too),
+and returns a few small facts (for XCom and logs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import dask
+from distributed import Client, as_completed
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+from processing.adapters import publish as wap
+from processing.adapters.cluster import dashboard_link, dask_client
+from processing.adapters.date_lock import DateLock
+from processing.adapters.sources import BigQuerySource, Piece, Source, SourcePlan
+from processing.adapters.storage import redact_url
+from processing.adapters.writer import WriteOptions
+from processing.app.context import (
+    date_lock,
+    destination,
+    source_for,
+    storage_step,
+    url_of,
+    utcnow,
+)
+from processing.app.piece_task import TaskContext, process_piece, warm_up
+from processing.logic.layout import Layout, check_run_id
+from processing.logic.manifest import (
+    FileInfo,
+    PieceResult,
+    RunTotals,
+    build_manifest,
+    reconcile,
+)
+from processing.spec.errors import (
+    AuditError,
+    ConfigError,
+    InputError,
+    SessionExpiredError,
+    TransientError,
+)
+from processing.spec.settings import Settings, parse_instant
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, PieceResult], None]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    manifest: dict[str, Any]
+    events_path: str
+    rejected_path: str
+    manifest_path: str
+    dashboard: str | None
+    #: seconds during which a reader listing the date's prefix could see both versions' files
+    publish_window_seconds: float = 0.0
+
+
+# --- what the stages leave each other --------------------------------------------------------
+def _state_path(layout: Layout, date: dt.date, run_id: str, kind: str) -> str:
+    return f"{layout.staging_date(date)}/_runs/run_id={check_run_id(run_id)}.{kind}.json"
+
+
+def _save(fs: Any, path: str, doc: Any) -> None:
+    if "file" in fs.protocol:  # a local disk needs the directory; S3 has none
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, json.dumps(doc, default=str).encode())
+
+
+def _load(fs: Any, layout: Layout, date: dt.date, run_id: str, kind: str) -> Any:
+    try:
+        return json.loads(fs.cat_file(_state_path(layout, date, run_id, kind)))
+    except FileNotFoundError:
+        return None
+
+
+def _forget(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
+    """Remove what the stages kept for ``run_id`` (and the date's staging, if now empty)."""
+    for kind in ("plan", "results"):
+        path = _state_path(layout, date, run_id, kind)
+        if fs.exists(path):
+            fs.rm_file(path)
+    staging = layout.staging_date(date)
+    runs = f"{staging}/_runs"
+    if fs.exists(runs) and not fs.ls(runs, detail=False):
+        fs.rm(runs, recursive=True)
+    if fs.exists(staging) and not fs.ls(staging, detail=False):
+        fs.rm(staging, recursive=True)
+
+
+def _piece_result(doc: dict[str, Any]) -> PieceResult:
+    files = tuple(FileInfo(**f) for f in doc["files"])
+    return PieceResult(**{**doc, "files": files})
+
+
+@contextmanager
+def _stage(
+    settings: Settings, run_id: str, lock: DateLock | None
+) -> Iterator[tuple[Any, Layout, dict[str, Any], DateLock]]:
+    """The destination, and the date's lock held for this stage (given, or the run's resumed)."""
+    fs, layout, options = destination(settings)
+    if lock is not None:
+        yield fs, layout, options, lock
+        return
+    resumed = date_lock(settings, fs, layout, run_id, resume=True)
+    with resumed.held(release=False):
+        yield fs, layout, options, resumed
+
+
+# --- stages ----------------------------------------------------------------------------------
+def begin(
+    settings: Settings,
+    run_id: str,
+    *,
+    lock: DateLock | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> tuple[dict[str, Any], tuple[Source, SourcePlan]]:
+    """Take the date, clear what failed runs left, plan the read (pinning BigQuery's snapshot).
+
+    Returns the plan's facts (kept for the later stages) and the source with its plan."""
+    with _stage(settings, run_id, lock) as (fs, layout, _, _lock):
+        storage_step(wap.prepare, fs, layout, settings.date, run_id)
+        source = source_for(settings)
+        plan = source.plan(settings.date, settings.piece_rows)
+        facts = {
+            "run_id": run_id,
+            "date": settings.date.isoformat(),
+            "started_at": clock().isoformat(),
+            "source": redact_url(settings.source),
+            "pieces": len(plan.pieces),
+            "estimated_rows": plan.estimated_rows,
+            "estimated_bytes": plan.estimated_bytes,
+            "snapshot_time": plan.details.get("snapshot_time"),
+            "source_details": dict(plan.details),
+        }
+        path = _state_path(layout, settings.date, run_id, "plan")
+        storage_step(_save, fs, path, facts)
+    log.info(
+        "run %s: %s -> %s, %d pieces",
+        run_id,
+        facts["source"],
+        redact_url(settings.dest),
+        len(plan.pieces),
+    )
+    return facts, (source, plan)
+
+
+def process(
+    settings: Settings,
+    run_id: str,
+    *,
+    scheduler: str | None = None,
+    planned: tuple[Source, SourcePlan] | None = None,
+    lock: DateLock | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Read every piece and write it to the run's staging, on the run's Dask cluster (the
+    scheduler at ``scheduler``, else the settings' one or a LocalCluster). Without ``planned`` (a
+    stage of its own), the read is planned again at the snapshot ``begin`` pinned."""
+    with _stage(settings, run_id, lock) as (fs, layout, options, _lock):
+        facts = _load(fs, layout, settings.date, run_id, "plan")
+        if facts is None:
+            raise ConfigError(f"run {run_id} of {settings.date} was not begun (or is finished)")
+        if planned is None:
+            snapshot = facts.get("snapshot_time")
+            pinned = settings.replace(snapshot_time=parse_instant(snapshot)) if snapshot else None
+            source = source_for(pinned or settings)
+            plan = source.plan(settings.date, settings.piece_rows)
+        else:
+            source, plan = planned
+        wap.discard_staging(fs, layout, settings.date, run_id)  # an earlier attempt's files
+        ctx = TaskContext(
+            date=settings.date,
+            run_id=run_id,
+            dest=settings.dest,
+            batch_rows=settings.batch_rows,
+            write=WriteOptions(
+                row_group_rows=settings.row_group_rows,
+                max_file_rows=settings.max_file_rows,
+                max_buffered_rows=settings.max_buffered_rows,
+                zstd_level=settings.zstd_level,
+            ),
+            storage_options=options,
+        )
+        staging_id = run_id
+        with dask_client(
+            scheduler=scheduler or settings.scheduler,
+            workers=settings.workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=settings.processes,
+            memory_limit=settings.memory_limit,
+            worker_failures=settings.task_retries,
+        ) as client:
+            dashboard = dashboard_link(client)
+            if dashboard:
+                log.info("Dask dashboard: %s", dashboard)
+            try:
+                results = _process(client, plan.pieces, ctx, on_progress)
+            except SessionExpiredError as e:  # BigQuery sessions last 6 h: read it all again
+                if not isinstance(source, BigQuerySource):
+                    raise
+                log.warning("%s; planning again at the same snapshot and rereading", e)
+                # Tasks of the first attempt may still be running (cancelling does not stop
+                # them) and the new session cuts its streams differently: the second attempt
+                # stages under its own id, which also names its files.
+                staging_id = check_run_id(f"{run_id[:72]}-replan")
+                ctx = dataclasses.replace(ctx, run_id=staging_id)
+                source = source.at(parse_instant(plan.details["snapshot_time"]))
+                plan = source.plan(settings.date, settings.piece_rows)
+                results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
+                wap.discard_staging(fs, layout, settings.date, run_id)  # best effort
+        done = {
+            "staging_id": staging_id,
+            "dashboard": dashboard,
+            "pieces": len(plan.pieces),
+            "source_details": dict(plan.details),
+            "results": [asdict(r) for r in results],
+        }
+        path = _state_path(layout, settings.date, run_id, "results")
+        storage_step(_save, fs, path, done)
+    return {
+        "staging_id": staging_id,
+        "pieces": len(results),
+        "rows_read": sum(r.rows_read for r in results),
+        "rows_valid": sum(r.rows_valid for r in results),
+        "rows_rejected": sum(r.rows_rejected for r in results),
+        "files": sum(len(r.files) for r in results),
+        "dashboard": dashboard,
+    }
+
+
+def _totals(fs: Any, layout: Layout, settings: Settings, run_id: str) -> tuple[Any, RunTotals]:
+    done = _load(fs, layout, settings.date, run_id, "results")
+    if done is None:
+        raise ConfigError(f"run {run_id} of {settings.date} has not processed its pieces")
+    totals = reconcile(_piece_result(r) for r in done["results"])
+    return done, totals
+
+
+def audit(settings: Settings, run_id: str, *, lock: DateLock | None = None) -> dict[str, Any]:
+    """Reconcile the counts, apply the run's limits and check the staged files."""
+    with _stage(settings, run_id, lock) as (fs, layout, _, _lock):
+        done, totals = _totals(fs, layout, settings, run_id)
+        check_totals(totals, settings)
+        storage_step(wap.audit, fs, layout, settings.date, done["staging_id"], totals)
+    return {
+        "rows_read": totals.rows_read,
+        "rows_valid": totals.rows_valid,
+        "rows_rejected": totals.rows_rejected,
+        "files": len(totals.files),
+        "bytes": totals.bytes_written,
+    }
+
+
+def publish(
+    settings: Settings,
+    run_id: str,
+    *,
+    lock: DateLock | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> RunReport:
+    """Publish the audited staging, then let go of the date. Repeatable: a publish interrupted
+    half way is completed; one that already completed is reported."""
+    with _stage(settings, run_id, lock) as (fs, layout, _, held):
+        facts = _load(fs, layout, settings.date, run_id, "plan")
+        published = wap.published_manifest(fs, layout, settings.date)
+        if facts is None and published and published.get("run_id") == run_id:
+            manifest, window, dashboard = published, 0.0, None  # a retry after success
+        else:
+            done, totals = _totals(fs, layout, settings, run_id)
+            staging_id, dashboard = done["staging_id"], done.get("dashboard")
+            if wap.publishing_started(fs, layout, settings.date, staging_id):
+                storage_step(wap.complete_interrupted, fs, layout, settings.date)
+                manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
+            else:
+                manifest = build_manifest(
+                    run_id=staging_id,
+                    date=settings.date,
+                    source=facts["source"] if facts else redact_url(settings.source),
+                    totals=totals,
+                    started_at=dt.datetime.fromisoformat(facts["started_at"]) if facts else clock(),
+                    finished_at=clock(),
+                    extra={"pieces": done["pieces"], "source_details": done["source_details"]},
+                )
+                window = storage_step(
+                    wap.publish,
+                    fs,
+                    layout,
+                    settings.date,
+                    staging_id,
+                    manifest,
+                    check=held.check,
+                )
+        storage_step(_forget, fs, layout, settings.date, run_id)
+        if lock is None:
+            held.release()
+    return RunReport(
+        manifest=manifest,
+        events_path=url_of(settings.dest, layout.events_date(settings.date), layout.root),
+        rejected_path=url_of(settings.dest, layout.rejected_date(settings.date), layout.root),
+        manifest_path=url_of(settings.dest, layout.manifest(settings.date), layout.root),
+        dashboard=dashboard,
+        publish_window_seconds=window,
+    )
+
+
+def discard(settings: Settings, run_id: str, *, fs: Any, layout: Layout) -> None:
+    """Remove a failed run's staging and what its stages kept (best effort: the next run of
+    the date, or gc, removes what is left)."""
+    done = _load(fs, layout, settings.date, run_id, "results") or {}
+    for staging_id in {run_id, done.get("staging_id", run_id)}:
+        wap.discard_staging(fs, layout, settings.date, staging_id)
+    try:
+        _forget(fs, layout, settings.date, run_id)
+    except Exception:
+        log.warning("could not remove what run %s kept; the next run will", run_id)
+
+
+def finish(settings: Settings, run_id: str) -> str:
+    """After the run, whatever happened: remove a failed run's staging and let go of the date.
+
+    A publish that started is left for the next run of the date to complete. Idempotent, and
+    never takes a date another run holds. Returns what it did, in a few words."""
+    fs, layout, _ = destination(settings)
+    lock = date_lock(settings, fs, layout, run_id, resume=True)
+    holder = _holder(fs, layout, settings.date)
+    if holder is None or holder != run_id:
+        return "nothing to release: the date is not this run's"
+    lock.acquire()
+    try:
+        done = _load(fs, layout, settings.date, run_id, "results") or {}
+        staging_id = done.get("staging_id", run_id)
+        if wap.publishing_started(fs, layout, settings.date, staging_id):
+            return "left an interrupted publish for the next run of the date to complete"
+        discard(settings, run_id, fs=fs, layout=layout)
+        return "removed the run's staging and released the date"
+    finally:
+        lock.release()
+
+
+def _holder(fs: Any, layout: Layout, date: dt.date) -> str | None:
+    from processing.adapters.date_lock import holder_of
+
+    holder = holder_of(fs, layout.lock(date))
+    return holder.run_id if holder else None
+
+
+# --- the Dask part ---------------------------------------------------------------------------
+def _process(
+    client: Client,
+    pieces: Sequence[Piece],
+    ctx: TaskContext,
+    on_progress: Progress | None,
+    attempt: int = 1,
+) -> list[PieceResult]:
+    """One lazy task per piece, computed once; progress logged as pieces finish.
+
+    Task keys name the attempt: the scheduler may still hold the failed tasks of an earlier
+    attempt under their keys, and would hand back their errors instead of running the new plan.
+    """
+    client.run(warm_up, ctx.date)  # once per worker, before its task threads start at once
+    tasks = [
+        dask.delayed(process_piece, pure=False)(
+            piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{ctx.run_id}-{attempt}"
+        )
+        for piece in pieces
+    ]
+    futures = client.compute(tasks)  # a lost worker's task reruns (task_retries)
+    results: list[PieceResult] = []
+    try:
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            if on_progress:
+                on_progress(len(results), len(futures), result)
+            log.info(
+                "piece %d/%d %s: %d rows (%d rejected) in %.1f s",
+                len(results),
+                len(futures),
+                result.piece,
+                result.rows_read,
+                result.rows_rejected,
+                result.seconds,
+            )
+    except (KilledWorker, FutureCancelledError) as e:
+        raise TransientError(f"a Dask worker was lost: {e}") from e
+    finally:
+        client.cancel(futures)
+    return results
+
+
+# --- the run's limits --------------------------------------------------------------------------
+def _top_reasons(totals: RunTotals) -> str:
+    top = sorted(totals.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{k}={v}" for k, v in top) or "none"
+
+
+def check_totals(totals: RunTotals, settings: Settings) -> None:
+    if totals.rows_valid == 0 and not settings.allow_empty:
+        raise InputError(
+            f"the source has no valid rows for {settings.date} ({totals.rows_read} read; "
+            f"rejected: {_top_reasons(totals)}); nothing published "
+            "(pass --allow-empty to publish an empty day)"
+        )
+    if (
+        totals.rows_read
+        and totals.rows_rejected / totals.rows_read > settings.max_rejected_fraction
+    ):
+        share = totals.rows_rejected / totals.rows_read
+        raise AuditError(
+            f"{share:.1%} of rows were rejected, above max_rejected_fraction "
+            f"{settings.max_rejected_fraction:.1%}; nothing published. Top reasons: "
+            + _top_reasons(totals)
+        )
