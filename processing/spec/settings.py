@@ -17,6 +17,20 @@ from processing.spec.errors import ConfigError
 ENV_PREFIX = "PROCESSING_"
 #: Server-side encryption modes S3 applies to an object on write.
 S3_SSE = ("AES256", "aws:kms")
+#: Where a run made of separate tasks gets its Dask cluster.
+CLUSTERS = ("local", "kubernetes")
+
+
+def _check_size(name: str, text: str) -> int:
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(text)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise ConfigError(f"bad setting: {name} {text!r} is not a size like 4GiB")
+    return size
 
 
 def parse_date(text: str) -> dt.date:
@@ -121,6 +135,29 @@ class Settings:
         default=600.0,
         metadata=_opt(float, help="a run's lock on its date expires this long after its refresh"),
     )
+    # --- the Dask cluster of a run made of separate tasks (Airflow) ---
+    cluster: str = field(
+        default="local",
+        metadata=_opt(help="local (a LocalCluster per run) or kubernetes (a DaskCluster per run)"),
+    )
+    cluster_spec: str | None = field(
+        default=None, metadata=_opt(help="DaskCluster YAML a per-run cluster is made from")
+    )
+    cluster_namespace: str | None = field(
+        default=None, metadata=_opt(help="namespace of the per-run DaskCluster (default: own)")
+    )
+    cluster_image: str | None = field(
+        default=None, metadata=_opt(help="image of the per-run cluster (default: the spec's)")
+    )
+    cluster_min_workers: int = field(
+        default=1, metadata=_opt(int, help="fewest workers of the per-run cluster (adaptive)")
+    )
+    cluster_max_workers: int = field(
+        default=20, metadata=_opt(int, help="most workers of the per-run cluster (adaptive)")
+    )
+    cluster_bytes_per_worker: str = field(
+        default="4GiB", metadata=_opt(help="estimated input per worker, to size the cluster")
+    )
     # --- S3 and S3-compatible stores (credentials: the standard AWS chain, never settings) ---
     s3_endpoint_url: str | None = field(
         default=None,
@@ -199,6 +236,16 @@ class Settings:
                 "s3_kms_key_id needs --s3-sse aws:kms",
             ),
             (self.s3_max_attempts >= 1, "s3_max_attempts must be at least 1"),
+            (self.cluster in CLUSTERS, f"cluster must be one of {', '.join(CLUSTERS)}"),
+            (
+                self.cluster != "kubernetes" or bool(self.cluster_spec),
+                "cluster kubernetes needs --cluster-spec (a DaskCluster YAML file)",
+            ),
+            (self.cluster_min_workers >= 0, "cluster_min_workers must be >= 0"),
+            (
+                self.cluster_max_workers >= max(self.cluster_min_workers, 1),
+                "cluster_max_workers must be at least 1 and >= cluster_min_workers",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -208,6 +255,7 @@ class Settings:
         )
         if problem:
             raise ConfigError(f"bad setting: {problem}")
+        _check_size("cluster_bytes_per_worker", self.cluster_bytes_per_worker)
         if self.memory_limit != "auto":
             from dask.utils import parse_bytes
 
