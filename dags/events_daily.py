@@ -1,0 +1,111 @@
+"""
+### events_daily: one day of user-action events, from BigQuery to the S3 lake
+
+Each run processes one UTC date **D** on a Dask cluster of its own:
+
+`plan` (take the date's lock, plan the BigQuery read, pin its snapshot) ->
+`create_cluster` (setup: a DaskCluster named after the run, sized from the plan) ->
+`process` (read the streams, validate, write Parquet to the run's staging) -> `audit` ->
+`publish` (replace exactly date D; the previous version is kept for a rollback) ->
+`delete_cluster` and `finish` (teardowns: they run whatever happened; a failed run stays failed).
+
+**Schedule**: at 02:00 UTC on D+1 for D (two hours for late events to land in BigQuery).
+
+**Rerun a date** (same result as the scheduled run; the previous version stays rollback-able):
+- UI: *Trigger DAG* with the param `date` = `YYYY-MM-DD`; or clear the run of that date.
+- CLI: `airflow dags trigger events_daily --conf '{"date": "2023-10-23"}'`, or
+  `airflow tasks clear events_daily --start-date 2023-10-24 --end-date 2023-10-24 --yes`.
+- A range: `airflow backfill create --dag-id events_daily --from-date 2023-10-01
+  --to-date 2023-10-07 --max-active-runs 2`.
+
+Undo a publish: `python -m processing rollback --date D --dest s3://...` (see the README).
+All logic lives in the `processing` package; this file only wires the tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 3,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "execution_timeout": dt.timedelta(hours=3),
+}
+
+with DAG(
+    dag_id="events_daily",
+    description="A day of user-action events from BigQuery to the S3 lake, on its own Dask cluster",
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    start_date=dt.datetime(2023, 10, 1, 2, tzinfo=dt.UTC),
+    catchup=False,  # past dates: backfill (see above), with its own concurrency limit
+    max_active_runs=2,  # runs of different dates side by side; one date is locked by its run
+    dagrun_timeout=dt.timedelta(hours=8),
+    default_args=DEFAULT_ARGS,
+    params={
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Date to (re)process",
+            description="UTC date YYYY-MM-DD; empty: the run's data interval",
+        )
+    },
+    tags=["events-lake", "bigquery", "s3", "dask"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(execution_timeout=dt.timedelta(minutes=15))
+    def plan(**context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.plan(context)
+
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def create_cluster(planned, **context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.create_cluster(context, planned)
+
+    @task
+    def process(cluster, **context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.process(context, cluster)
+
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def audit(**context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.audit(context)
+
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def publish(**context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.publish(context)
+
+    @task(retries=5, execution_timeout=dt.timedelta(minutes=10))
+    def delete_cluster(cluster, **context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.delete_cluster(context, cluster)
+
+    @task(retries=5, execution_timeout=dt.timedelta(minutes=10))
+    def finish(**context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.finish(context)
+
+    planned = plan()
+    cluster = create_cluster(planned)
+    published = process(cluster) >> audit() >> publish()
+    deleted = delete_cluster(cluster)
+    finished = finish()
+    published >> deleted >> finished
+    deleted.as_teardown(setups=cluster)
+    finished.as_teardown(setups=planned)

@@ -1,0 +1,169 @@
+"""What each task of the Airflow DAG does (``dags/events_daily.py`` only wires them).
+
+Every task builds its settings from the environment (``PROCESSING_*``, from the ConfigMap), the
+date from the run (the ``date`` param of a manual run, else the run's data interval), and the
+pipeline's run id from the DAG run (its id and how many times it was cleared: a cleared run is a
+new attempt at the date, a retried task is the same one). Tasks exchange small facts only.
+
+A failure that a retry cannot cure (bad configuration, bad input, a failed audit) fails the task
+at once instead of spending its retries; transient ones are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from processing.logic.layout import check_run_id
+from processing.spec.errors import DateLockedError, PipelineError
+from processing.spec.settings import Settings, parse_date
+
+log = logging.getLogger(__name__)
+
+
+def run_date(context: Mapping[str, Any]) -> dt.date:
+    """The date a run processes: its ``date`` param, else the start of its data interval."""
+    chosen = (context.get("params") or {}).get("date")
+    if chosen:
+        return parse_date(str(chosen))
+    start = context.get("data_interval_start")
+    if start is None:
+        raise _fail("a manual run needs a date: trigger it with the param date=YYYY-MM-DD")
+    return start.date()
+
+
+def pipeline_run_id(context: Mapping[str, Any]) -> str:
+    """``<DAG run id>-c<times cleared>``, made safe for paths: stable across a task's retries,
+    new when a person clears the run to process the date again."""
+    dag_run = context["dag_run"]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(dag_run.run_id)).strip("-.") or "run"
+    return check_run_id(f"{safe[:70]}-c{getattr(dag_run, 'clear_number', 0) or 0}")
+
+
+def settings_for(context: Mapping[str, Any]) -> Settings:
+    return Settings.load(os.environ, date=run_date(context), run_id=pipeline_run_id(context))
+
+
+def _fail(message: str) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+@contextlib.contextmanager
+def _outcome() -> Iterator[None]:
+    """Errors a retry cannot cure fail the task at once (no retries spent on them)."""
+    try:
+        yield
+    except PipelineError as e:
+        if e.retryable or isinstance(e, DateLockedError):  # another run may finish meanwhile
+            raise
+        raise _fail(f"{type(e).__name__}: {e}") from e
+
+
+def plan(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Take the date, clear failed runs' staging, plan the read (and pin the snapshot)."""
+    from processing.app import stages
+
+    with _outcome():
+        settings = settings_for(context)
+        facts, _ = stages.begin(settings, pipeline_run_id(context))
+    log.info("planned %s: %s pieces, about %s bytes", facts["date"], facts["pieces"],
+             facts["estimated_bytes"])  # fmt: skip
+    return {k: facts[k] for k in ("run_id", "date", "pieces", "estimated_bytes", "snapshot_time")}
+
+
+def create_cluster(context: Mapping[str, Any], planned: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's Dask cluster: a DaskCluster sized from the plan, or (``--cluster local``)
+    none: the process task then starts a LocalCluster of its own."""
+    with _outcome():
+        settings = settings_for(context)
+        if settings.cluster == "local":
+            log.info("cluster local: the process task starts a LocalCluster")
+            return {"kind": "local", "name": None, "scheduler": None, "dashboard": None}
+        from dask.utils import parse_bytes
+
+        from processing.adapters import kube_cluster
+        from processing.logic.cluster_plan import cluster_name, workers_for
+
+        assert settings.cluster_spec is not None  # checked by Settings
+        name = cluster_name(pipeline_run_id(context), settings.date)
+        workers = workers_for(
+            int(planned.get("estimated_bytes") or 0),
+            parse_bytes(settings.cluster_bytes_per_worker),
+            settings.cluster_min_workers,
+            settings.cluster_max_workers,
+        )
+        spec = kube_cluster.cluster_spec(
+            kube_cluster.load_spec(settings.cluster_spec),
+            name,
+            max(workers, 1),
+            image=settings.cluster_image,
+            labels={"events-lake/date": settings.date.isoformat()},
+        )
+        info = kube_cluster.create(
+            spec, settings.cluster_namespace, settings.cluster_min_workers, workers
+        )
+    log.info("Dask dashboard: %s", info.dashboard)
+    return {"kind": "kubernetes", **dataclasses.asdict(info)}
+
+
+def process(context: Mapping[str, Any], cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """Read every piece on the run's cluster and write it to the run's staging."""
+    from processing.app import stages
+
+    with _outcome():
+        done = stages.process(
+            settings_for(context), pipeline_run_id(context), scheduler=cluster.get("scheduler")
+        )
+    return done
+
+
+def audit(context: Mapping[str, Any]) -> dict[str, Any]:
+    from processing.app import stages
+
+    with _outcome():
+        return stages.audit(settings_for(context), pipeline_run_id(context))
+
+
+def publish(context: Mapping[str, Any]) -> dict[str, Any]:
+    from processing.app import stages
+
+    with _outcome():
+        report = stages.publish(settings_for(context), pipeline_run_id(context))
+    m = report.manifest
+    log.info("published %s: %s", m.get("date"), report.manifest_path)
+    return {
+        "run_id": m.get("run_id"),
+        "manifest": report.manifest_path,
+        "rows_read": m.get("rows_read"),
+        "rows_valid": m.get("rows_valid"),
+        "rows_rejected": m.get("rows_rejected"),
+        "publish_window_seconds": round(report.publish_window_seconds, 3),
+    }
+
+
+def delete_cluster(context: Mapping[str, Any], cluster: Mapping[str, Any]) -> str:
+    """Teardown: delete the run's DaskCluster (idempotent; nothing to do for a local one)."""
+    if cluster.get("kind") != "kubernetes" or not cluster.get("name"):
+        return "no Dask cluster to delete (local)"
+    from processing.adapters import kube_cluster
+
+    with _outcome():
+        return kube_cluster.delete(str(cluster["name"]), cluster.get("namespace"))
+
+
+def finish(context: Mapping[str, Any]) -> str:
+    """Teardown: let go of the date; a run that failed leaves no staging behind."""
+    from processing.app import stages
+
+    with _outcome():
+        outcome = stages.finish(settings_for(context), pipeline_run_id(context))
+    log.info("%s", outcome)
+    return outcome

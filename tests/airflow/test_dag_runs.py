@@ -1,0 +1,137 @@
+"""The DAG end to end with ``dag.test()``: the BigQuery Storage emulator as the source, moto's
+S3 server as the lake, a LocalCluster; then the rerun of the date, and a run that fails in
+processing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+import s3fs
+
+import processing
+from processing.emulator.bigquery import Emulator
+from processing.emulator.s3 import S3Server
+from tests.airflow.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+DATE = "2023-10-23"
+TABLE = "demo.events.events"
+BUCKET = "airflow-lake"
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[tuple[str, str]]:
+    """(BigQuery emulator address, S3 endpoint) serving the sample day, and an empty bucket."""
+    bigquery = Emulator(
+        {TABLE: str(ROOT / "data" / "sample_day.jsonl.gz")}, min_rows_per_stream=1000
+    )
+    address = bigquery.start()
+    with S3Server() as s3:
+        fs = s3fs.S3FileSystem(endpoint_url=s3.endpoint_url, key="k", secret="s")
+        fs.call_s3("create_bucket", Bucket=BUCKET)
+        yield address, s3.endpoint_url
+    bigquery.stop(grace=None)
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, services: tuple[str, str]) -> dict[str, str]:
+    """What the ConfigMap and the service account give the task pods, pointed at the emulators."""
+    address, endpoint = services
+    env = {
+        "PROCESSING_SOURCE": f"bigquery://{TABLE}",
+        "PROCESSING_BQ_ENDPOINT": address,
+        "PROCESSING_DEST": f"s3://{BUCKET}/lake",
+        "PROCESSING_S3_ENDPOINT_URL": endpoint,
+        "PROCESSING_WORKERS": "1",
+        "PROCESSING_CLUSTER": "local",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def _lake(env: dict[str, str]) -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(
+        endpoint_url=env["PROCESSING_S3_ENDPOINT_URL"], skip_instance_cache=True,
+        use_listings_cache=False,
+    )  # fmt: skip
+
+
+def _published(env: dict[str, str]) -> dict[str, str]:
+    fs = _lake(env)
+    found = {}
+    for dataset in ("events", "rejected"):
+        prefix = f"{BUCKET}/lake/{dataset}/event_date={DATE}"
+        if fs.exists(prefix):
+            found |= {p: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in fs.find(prefix)}
+    return found
+
+
+def _rows(env: dict[str, str]) -> list[dict]:
+    options = {"endpoint_url": env["PROCESSING_S3_ENDPOINT_URL"]}
+    table = processing.events_dataset(env["PROCESSING_DEST"], options).to_table(
+        filter=ds.field("event_date") == dt.date.fromisoformat(DATE)
+    )
+    return sorted(table.to_pylist(), key=lambda r: json.dumps(r, default=str, sort_keys=True))
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def _leftovers(env: dict[str, str]) -> list[str]:
+    fs = _lake(env)
+    return [
+        p
+        for top in ("_staging", "_locks")
+        if fs.exists(f"{BUCKET}/lake/{top}")
+        for p in fs.find(f"{BUCKET}/lake/{top}")
+    ]
+
+
+def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
+    airflow_db, events_dag, pipeline_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as the scheduler runs DATE: after its data interval [DATE 02:00, DATE+1 02:00) ends
+    first = events_dag.test(logical_date=dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC))
+    assert str(first.state) == "success", _states(first)
+    assert set(_states(first).values()) == {"success"}
+    manifest = processing.read_manifest(
+        pipeline_env["PROCESSING_DEST"], dt.date.fromisoformat(DATE),
+        {"endpoint_url": pipeline_env["PROCESSING_S3_ENDPOINT_URL"]},
+    )  # fmt: skip
+    assert manifest is not None
+    assert manifest["rows_read"] == manifest["rows_valid"] + manifest["rows_rejected"] > 4000
+    assert manifest["source"] == f"bigquery://{TABLE}"
+    assert manifest["source_details"]["snapshot_time"]
+    rows = _rows(pipeline_env)
+    assert len(rows) == manifest["rows_valid"]
+    assert _leftovers(pipeline_env) == []  # no staging, the date's lock released
+
+    rerun = events_dag.test(run_conf={"date": DATE})  # a person reruns the date
+    assert str(rerun.state) == "success", _states(rerun)
+    assert _rows(pipeline_env) == rows
+    before = _published(pipeline_env)
+
+    bad = tmp_path / "corrupt.jsonl.gz"
+    bad.write_bytes(gzip.compress(b'{"timestamp": "2023-10-23T01:00:00Z"}\n')[:-12] + b"garbage!")
+    monkeypatch.setenv("PROCESSING_SOURCE", str(bad))  # the process task cannot read it
+    failed = events_dag.test(run_conf={"date": DATE})
+    states = _states(failed)
+    assert str(failed.state) == "failed", states
+    assert states["process"] == "failed"
+    assert states["audit"] == states["publish"] == "upstream_failed"
+    assert states["delete_cluster"] == states["finish"] == "success"  # teardowns still ran
+    assert _published(pipeline_env) == before  # the published date is untouched
+    assert _leftovers(pipeline_env) == []
