@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 SAMPLE_DATE = dt.date(2023, 10, 23)
+
+# Airflow, wherever a test imports it: a throwaway home and sqlite database, the repository's
+# DAGs, no examples. Set before anything imports Airflow, which reads them once.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="events-lake-airflow-")
+os.environ.update(
+    {
+        "AIRFLOW_HOME": _AIRFLOW_HOME,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    }
+)
 
 
 @pytest.fixture(autouse=True)

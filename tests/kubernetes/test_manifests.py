@@ -246,3 +246,31 @@ def test_checkov_passes_with_every_skip_justified(overlay: str, tmp_path: Path) 
             if key.startswith("checkov.io/skip"):
                 check, _, reason = value.partition("=")
                 assert check.startswith("CKV") and len(reason) > 30, (key, value)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_airflow_setting_is_one_airflow_knows(overlay: str) -> None:
+    """A misspelt AIRFLOW__SECTION__KEY is silently ignored by Airflow: check each against the
+    configuration Airflow and its providers describe."""
+    from airflow.configuration import retrieve_configuration_description
+
+    known = retrieve_configuration_description(include_providers=True)
+    for name in ("airflow-config", "airflow-secret-files"):
+        for variable in _named(overlay, "ConfigMap", name)["data"]:
+            if not variable.startswith("AIRFLOW__"):
+                continue
+            section, _, key = variable.removeprefix("AIRFLOW__").lower().partition("__")
+            key = key.removesuffix("_cmd")
+            assert key in known.get(section, {}).get("options", {}), variable
+
+
+def test_the_dockerfile_builds_the_locked_environment_as_a_non_root_user() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    bases = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert bases and all(":" in b and not b.endswith(":latest") for b in bases), bases
+    assert "uv sync --frozen --no-dev --extra airflow" in text
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0].isdigit() and int(users[-1].split(":")[0]) >= 10000
+    dev = (ROOT / "dev").read_text()
+    version = dev.split('UV_VERSION="', 1)[1].split('"', 1)[0]
+    assert f"uv=={version}" in text  # the same uv as ./dev
