@@ -12,11 +12,13 @@ Each run processes one UTC date **D** on a Dask cluster of its own:
 **Schedule**: at 02:00 UTC on D+1 for D (two hours for late events to land in BigQuery).
 
 **Rerun a date** (same result as the scheduled run; the previous version stays rollback-able):
-- UI: *Trigger DAG* with the param `date` = `YYYY-MM-DD`; or clear the run of that date.
-- CLI: `airflow dags trigger events_daily --conf '{"date": "2023-10-23"}'`, or
-  `airflow tasks clear events_daily --start-date 2023-10-24 --end-date 2023-10-24 --yes`.
-- A range: `airflow backfill create --dag-id events_daily --from-date 2023-10-01
-  --to-date 2023-10-07 --max-active-runs 2`.
+- UI: *Trigger DAG* with the param `date` = `YYYY-MM-DD`; or clear the whole run of that date
+  (a cleared run is a new attempt at the date: clear it from `plan`, not from `audit` or
+  `publish`, whose work depends on the run's own `process`).
+- CLI: `airflow dags trigger events_daily --conf '{"date": "2023-10-23"}'`.
+- A range, D1 to D2 included: `airflow backfill create --dag-id events_daily --from-date D1
+  --to-date D2+1 --max-active-runs 2` (the run of D2 has the logical date D2 02:00, which
+  `--to-date D2` would leave out).
 
 Undo a publish: `python -m processing rollback --date D --dest s3://...` (see the README).
 All logic lives in the `processing` package; this file only wires the tasks.
@@ -34,7 +36,7 @@ DEFAULT_ARGS = {
     "retry_delay": dt.timedelta(minutes=2),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": dt.timedelta(minutes=30),
-    "execution_timeout": dt.timedelta(hours=3),
+    "execution_timeout": dt.timedelta(hours=2),
 }
 
 with DAG(
@@ -44,7 +46,7 @@ with DAG(
     start_date=dt.datetime(2023, 10, 1, 2, tzinfo=dt.UTC),
     catchup=False,  # past dates: backfill (see above), with its own concurrency limit
     max_active_runs=2,  # runs of different dates side by side; one date is locked by its run
-    dagrun_timeout=dt.timedelta(hours=8),
+    dagrun_timeout=dt.timedelta(hours=12),  # over 4 tries of process (2 h each) and backoff
     default_args=DEFAULT_ARGS,
     params={
         "date": Param(

@@ -56,6 +56,10 @@ def cluster_spec(
     metadata["name"] = name
     metadata.setdefault("labels", {}).update(labels or {})
     spec["spec"]["worker"]["replicas"] = workers
+    # The operator copies the scheduler Service as written: without the cluster's name in its
+    # selector, the Service of one run would also pick the scheduler pods of another run.
+    selector = spec["spec"]["scheduler"]["service"].setdefault("selector", {})
+    selector.update({"dask.org/cluster-name": name, "dask.org/component": "scheduler"})
     if image:
         for part in (spec["spec"]["scheduler"], spec["spec"]["worker"]):
             for container in part["spec"]["containers"]:
@@ -68,6 +72,7 @@ def create(spec: dict[str, Any], namespace: str | None, minimum: int, maximum: i
     its scheduler, let it scale between ``minimum`` and ``maximum`` workers."""
     from dask_kubernetes.operator import KubeCluster
 
+    name = spec["metadata"]["name"]
     try:
         cluster = KubeCluster(
             custom_cluster_spec=spec,
@@ -77,9 +82,12 @@ def create(spec: dict[str, Any], namespace: str | None, minimum: int, maximum: i
         )
         cluster.adapt(minimum=minimum, maximum=maximum)
     except Exception as e:
-        raise TransientError(
-            f"cannot create the Dask cluster {spec['metadata']['name']}: {e}"
-        ) from e
+        # nothing else deletes a cluster whose creation failed (its teardown does not run)
+        try:
+            log.warning("%s", delete(name, namespace))
+        except Exception:
+            log.warning("could not delete the failed Dask cluster %s", name, exc_info=True)
+        raise TransientError(f"cannot create the Dask cluster {name}: {e}") from e
     info = ClusterInfo(
         name=cluster.name,
         namespace=cluster.namespace,

@@ -107,9 +107,14 @@ def create_cluster(context: Mapping[str, Any], planned: Mapping[str, Any]) -> di
             image=settings.cluster_image,
             labels={"events-lake/date": settings.date.isoformat()},
         )
-        info = kube_cluster.create(
-            spec, settings.cluster_namespace, settings.cluster_min_workers, workers
-        )
+        from processing.app.context import date_lock, destination
+
+        fs, layout, _ = destination(settings)  # the date stays the run's while the cluster starts
+        lock = date_lock(settings, fs, layout, pipeline_run_id(context), resume=True)
+        with lock.held(release=False):
+            info = kube_cluster.create(
+                spec, settings.cluster_namespace, settings.cluster_min_workers, workers
+            )
     log.info("Dask dashboard: %s", info.dashboard)
     return {"kind": "kubernetes", **dataclasses.asdict(info)}
 
@@ -119,8 +124,12 @@ def process(context: Mapping[str, Any], cluster: Mapping[str, Any]) -> dict[str,
     from processing.app import stages
 
     with _outcome():
+        ti = context.get("ti")
         done = stages.process(
-            settings_for(context), pipeline_run_id(context), scheduler=cluster.get("scheduler")
+            settings_for(context),
+            pipeline_run_id(context),
+            scheduler=cluster.get("scheduler"),
+            attempt=int(getattr(ti, "try_number", 1) or 1),
         )
     return done
 

@@ -168,14 +168,22 @@ def process(
     planned: tuple[Source, SourcePlan] | None = None,
     lock: DateLock | None = None,
     on_progress: Progress | None = None,
+    attempt: int = 1,
 ) -> dict[str, Any]:
     """Read every piece and write it to the run's staging, on the run's Dask cluster (the
     scheduler at ``scheduler``, else the settings' one or a LocalCluster). Without ``planned`` (a
-    stage of its own), the read is planned again at the snapshot ``begin`` pinned."""
+    stage of its own), the read is planned again at the snapshot ``begin`` pinned.
+
+    Each ``attempt`` (a retried task) stages under its own id: the tasks of an earlier attempt
+    may still be running on a long-lived cluster, and must not write into this one's files."""
+    if scheduler:  # size the read for the run's cluster, not for this process's machine
+        settings = settings.replace(scheduler=scheduler)
     with _stage(settings, run_id, lock) as (fs, layout, options, _lock):
         facts = _load(fs, layout, settings.date, run_id, "plan")
         if facts is None:
             raise ConfigError(f"run {run_id} of {settings.date} was not begun (or is finished)")
+        staging_id = run_id if attempt <= 1 else check_run_id(f"{run_id[:70]}-a{attempt}")
+        _discard_attempts(fs, layout, settings.date, run_id)
         if planned is None:
             snapshot = facts.get("snapshot_time")
             pinned = settings.replace(snapshot_time=parse_instant(snapshot)) if snapshot else None
@@ -183,10 +191,9 @@ def process(
             plan = source.plan(settings.date, settings.piece_rows)
         else:
             source, plan = planned
-        wap.discard_staging(fs, layout, settings.date, run_id)  # an earlier attempt's files
         ctx = TaskContext(
             date=settings.date,
-            run_id=run_id,
+            run_id=staging_id,
             dest=settings.dest,
             batch_rows=settings.batch_rows,
             write=WriteOptions(
@@ -197,9 +204,8 @@ def process(
             ),
             storage_options=options,
         )
-        staging_id = run_id
         with dask_client(
-            scheduler=scheduler or settings.scheduler,
+            scheduler=settings.scheduler,
             workers=settings.workers,
             threads_per_worker=settings.threads_per_worker,
             processes=settings.processes,
@@ -218,12 +224,12 @@ def process(
                 # Tasks of the first attempt may still be running (cancelling does not stop
                 # them) and the new session cuts its streams differently: the second attempt
                 # stages under its own id, which also names its files.
-                staging_id = check_run_id(f"{run_id[:72]}-replan")
+                stale, staging_id = staging_id, check_run_id(f"{staging_id[:72]}-replan")
                 ctx = dataclasses.replace(ctx, run_id=staging_id)
                 source = source.at(parse_instant(plan.details["snapshot_time"]))
                 plan = source.plan(settings.date, settings.piece_rows)
                 results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
-                wap.discard_staging(fs, layout, settings.date, run_id)  # best effort
+                wap.discard_staging(fs, layout, settings.date, stale)  # best effort
         done = {
             "staging_id": staging_id,
             "dashboard": dashboard,
@@ -247,7 +253,10 @@ def process(
 def _totals(fs: Any, layout: Layout, settings: Settings, run_id: str) -> tuple[Any, RunTotals]:
     done = _load(fs, layout, settings.date, run_id, "results")
     if done is None:
-        raise ConfigError(f"run {run_id} of {settings.date} has not processed its pieces")
+        raise ConfigError(
+            f"run {run_id} of {settings.date} has not processed its pieces (in Airflow, a "
+            "cleared run is a new attempt at the date: clear it from plan, or the whole run)"
+        )
     totals = reconcile(_piece_result(r) for r in done["results"])
     return done, totals
 
@@ -278,13 +287,18 @@ def publish(
     half way is completed; one that already completed is reported."""
     with _stage(settings, run_id, lock) as (fs, layout, _, held):
         facts = _load(fs, layout, settings.date, run_id, "plan")
+        done_before = _load(fs, layout, settings.date, run_id, "results") or {}
+        ours = {run_id, done_before.get("staging_id", run_id)}
         published = wap.published_manifest(fs, layout, settings.date)
-        if facts is None and published and published.get("run_id") == run_id:
-            manifest, window, dashboard = published, 0.0, None  # a retry after success
+        started = wap.publishing_started(
+            fs, layout, settings.date, done_before.get("staging_id", run_id)
+        )
+        if published and published.get("run_id") in ours and not started:
+            manifest, window, dashboard = published, 0.0, None  # a retry after the switch
         else:
             done, totals = _totals(fs, layout, settings, run_id)
             staging_id, dashboard = done["staging_id"], done.get("dashboard")
-            if wap.publishing_started(fs, layout, settings.date, staging_id):
+            if started:
                 storage_step(wap.complete_interrupted, fs, layout, settings.date)
                 manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
             else:
@@ -322,13 +336,22 @@ def publish(
 def discard(settings: Settings, run_id: str, *, fs: Any, layout: Layout) -> None:
     """Remove a failed run's staging and what its stages kept (best effort: the next run of
     the date, or gc, removes what is left)."""
-    done = _load(fs, layout, settings.date, run_id, "results") or {}
-    for staging_id in {run_id, done.get("staging_id", run_id)}:
-        wap.discard_staging(fs, layout, settings.date, staging_id)
+    _discard_attempts(fs, layout, settings.date, run_id)
     try:
         _forget(fs, layout, settings.date, run_id)
     except Exception:
         log.warning("could not remove what run %s kept; the next run will", run_id)
+
+
+def _discard_attempts(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
+    """Remove the staging of every attempt of ``run_id`` (``R``, ``R-a2``, ``R-replan``...)."""
+    staging = layout.staging_date(date)
+    if not fs.exists(staging):
+        return
+    for entry in fs.ls(staging, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1].removeprefix("run_id=")
+        if name == run_id or name.startswith(f"{run_id}-"):
+            wap.discard_staging(fs, layout, date, name)
 
 
 def finish(settings: Settings, run_id: str) -> str:

@@ -34,7 +34,9 @@ def test_schedule_retries_and_limits(events_dag) -> None:
     assert events_dag.tags and {"events-lake", "dask"} <= set(events_dag.tags)
     assert events_dag.catchup is False
     assert events_dag.max_active_runs == 2
-    assert events_dag.dagrun_timeout == dt.timedelta(hours=8)
+    assert events_dag.dagrun_timeout == dt.timedelta(hours=12)
+    process = events_dag.task_dict["process"]  # every try of process fits in the run's time
+    assert (process.retries + 1) * process.execution_timeout < events_dag.dagrun_timeout
     assert events_dag.doc_md and "Rerun a date" in events_dag.doc_md
     assert "date" in events_dag.params
     for t in events_dag.tasks:

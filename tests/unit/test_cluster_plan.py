@@ -67,6 +67,11 @@ def test_the_generated_daskcluster_validates_against_the_operator_crd() -> None:
     )
     jsonschema.validate(spec, _crd_schema("DaskCluster"))
     assert spec["apiVersion"] == "kubernetes.dask.org/v1"
+    # the scheduler Service selects this cluster's scheduler only, not another run's
+    assert spec["spec"]["scheduler"]["service"]["selector"] == {
+        "dask.org/cluster-name": spec["metadata"]["name"],
+        "dask.org/component": "scheduler",
+    }
     assert spec["spec"]["worker"]["replicas"] == 3
     containers = [
         c for part in ("scheduler", "worker") for c in spec["spec"][part]["spec"]["containers"]

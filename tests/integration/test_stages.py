@@ -1,0 +1,91 @@
+"""The stages of a run as separate steps, as Airflow runs them: a retried process stages under
+its own id, a publish retried after its switch reports the publish instead of redoing it, and
+finish lets go of the date whatever happened."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import fsspec
+import pytest
+
+import processing
+from processing.adapters.date_lock import holder_of
+from processing.app import stages
+from processing.logic.layout import Layout
+from processing.spec.settings import Settings
+from tests.conftest import DATA, tree_digest
+
+pytestmark = pytest.mark.slow
+
+DATE = dt.date(2023, 10, 23)
+
+
+def _settings(dest: Path, run_id: str = "R") -> Settings:
+    return Settings.load(
+        {}, date=DATE, source=str(DATA / "sample_day.jsonl.gz"), dest=str(dest), workers=1,
+        run_id=run_id,
+    )  # fmt: skip
+
+
+def _staged_ids(dest: Path) -> set[str]:
+    staging = dest / "_staging" / f"event_date={DATE}"
+    return {p.name.removeprefix("run_id=") for p in staging.glob("run_id=*")}
+
+
+def test_a_retried_process_stages_under_its_own_id_and_publishes_from_it(tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    settings = _settings(dest)
+    stages.begin(settings, "R")
+    assert stages.process(settings, "R")["staging_id"] == "R"
+    assert _staged_ids(dest) == {"R"}
+
+    retried = stages.process(settings, "R", attempt=2)  # a new try of the task
+    assert retried["staging_id"] == "R-a2"
+    assert _staged_ids(dest) == {"R-a2"}  # the first try's files are gone
+    stages.audit(settings, "R")
+    report = stages.publish(settings, "R")
+    assert report.manifest["run_id"] == "R-a2"
+    assert report.manifest["rows_read"] == retried["rows_read"]
+    assert _staged_ids(dest) == set()
+    assert not (dest / "_staging" / f"event_date={DATE}").exists()
+
+
+def test_a_publish_retried_after_its_switch_reports_it_and_keeps_the_previous_version(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "lake"
+    assert processing.run(_settings(dest, "first")).manifest["run_id"] == "first"
+    settings = _settings(dest)
+    stages.begin(settings, "R")
+    stages.process(settings, "R")
+    stages.audit(settings, "R")
+    runs = dest / "_staging" / f"event_date={DATE}" / "_runs"
+    kept = {p.name: p.read_bytes() for p in runs.iterdir()}
+    stages.publish(settings, "R")
+    previous = tree_digest(dest / "_previous")
+    published = tree_digest(dest / "events") | tree_digest(dest / "rejected")
+
+    runs.mkdir(parents=True)  # the task died after the switch, before forgetting its state
+    for name, data in kept.items():
+        (runs / name).write_bytes(data)
+    again = stages.publish(settings, "R")  # Airflow retries it
+    assert again.manifest["run_id"] == "R"
+    assert tree_digest(dest / "_previous") == previous  # still "first", for a rollback
+    assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == published
+    assert not runs.exists()
+
+
+def test_finish_after_a_failure_removes_the_staging_and_releases_the_date(tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    settings = _settings(dest)
+    stages.begin(settings, "R")
+    stages.process(settings, "R")  # then audit fails, say
+    lock = Layout(str(dest)).lock(DATE)
+    fs = fsspec.filesystem("file")
+    assert holder_of(fs, lock).run_id == "R"
+    assert "released the date" in stages.finish(settings, "R")
+    assert holder_of(fs, lock) is None
+    assert _staged_ids(dest) == set()
+    assert "not this run's" in stages.finish(settings, "R")  # idempotent
