@@ -61,30 +61,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser(
-        "run",
-        help="process and publish one date",
-        description="Every flag may also come from PROCESSING_<FLAG> (e.g. PROCESSING_DEST).",
-    )
-    _settings_flags(run)
-    plan = sub.add_parser(
-        "plan",
-        help="print how a date would be read (streams, size, cost); read nothing",
-        description="Takes the flags of run (--dest is not needed).",
-    )
-    _settings_flags(plan)
-    rollback = sub.add_parser(
-        "rollback",
-        help="publish the date's previous version again (a second rollback undoes the first)",
-        description="Takes the flags of run; --date and --dest are needed, --source is not.",
-    )
-    _settings_flags(rollback)
-    collect = sub.add_parser(
-        "gc",
-        help="remove failed runs' staging and dead runs' locks (all dates, or --date)",
-        description="Takes the flags of run; --dest is needed. Dates a live run holds are skipped.",
-    )
-    _settings_flags(collect)
+    # the commands that take every setting as a flag (and as a PROCESSING_* variable)
+    for name, help_text, description in (
+        (
+            "run",
+            "process and publish one date",
+            "Every flag may also come from PROCESSING_<FLAG> (e.g. PROCESSING_DEST).",
+        ),
+        (
+            "plan",
+            "print how a date would be read (streams, size, cost); read nothing",
+            "Takes the flags of run (--dest is not needed).",
+        ),
+        (
+            "rollback",
+            "publish the date's previous version again (a second rollback undoes the first)",
+            "Takes the flags of run; --date and --dest are needed, --source is not.",
+        ),
+        (
+            "gc",
+            "remove failed runs' staging and dead runs' locks (all dates, or --date)",
+            "Takes the flags of run; --dest is needed. Dates a live run holds are skipped.",
+        ),
+    ):
+        _settings_flags(sub.add_parser(name, help=help_text, description=description))
 
     emulator = sub.add_parser("emulator", help="run a local emulator of a cloud service")
     kinds = emulator.add_subparsers(dest="service", required=True)
