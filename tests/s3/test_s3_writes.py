@@ -1,19 +1,24 @@
-"""The Parquet writer on S3: a file larger than s3fs's block size goes up as a multipart upload,
-encrypted like every other object, and reports the size S3 stores."""
+"""Writes to S3: a file larger than s3fs's block size goes up as a multipart upload, encrypted
+like every other object, with the size S3 stores; and the emulator command that serves S3."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import s3fs
 
 from processing.adapters.storage import S3Options, filesystem, storage_options_for
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.emulator.s3 import S3Server
 from processing.logic.batch import split_batch
 from processing.spec import schema as s
+from tests.conftest import ROOT
 
 DATE = dt.date(2023, 10, 23)
 PART = 5 * 2**20  # S3's smallest part
@@ -59,3 +64,21 @@ def test_a_large_file_is_uploaded_in_parts_and_encrypted(
     assert head["ETag"].strip('"').endswith(f"-{-(-written.bytes // PART)}")  # parts
     assert head["ServerSideEncryption"] == "AES256"
     assert pq.read_metadata(s3.open(f"{bucket}/{key}")).num_rows == written.rows == 600_000
+
+
+def test_the_emulator_command_serves_s3_with_its_buckets_until_stopped() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processing", "emulator", "s3", "--bucket", "cmd-bucket"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("S3 emulator listening on http://127.0.0.1:"), line
+        endpoint = line.split(" on ", 1)[1].strip()
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+        fs.pipe_file("cmd-bucket/x.txt", b"hello")
+        assert fs.cat_file("cmd-bucket/x.txt") == b"hello"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0  # SIGTERM stops it cleanly
