@@ -176,6 +176,8 @@ def summary(report: Any) -> str:
         f"  files         {events} events + {len(m['files']) - events} rejected, "
         f"{_human(m['bytes_written'])}",
         f"  duration      {m['duration_seconds']:.1f} s  ({m['rows_per_second']:,.0f} rows/s)",
+        "  stages        "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in m.get("stage_seconds", {}).items()),
         f"  events        {report.events_path}",
         f"  rejected      {report.rejected_path}",
         f"  manifest      {report.manifest_path}",

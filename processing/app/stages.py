@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -91,7 +92,7 @@ def _load(fs: Any, layout: Layout, date: dt.date, run_id: str, kind: str) -> Any
 
 def _forget(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
     """Remove what the stages kept for ``run_id`` (and the date's staging, if now empty)."""
-    for kind in ("plan", "results"):
+    for kind in ("plan", "results", "audit"):
         path = _state_path(layout, date, run_id, kind)
         if fs.exists(path):
             fs.rm_file(path)
@@ -133,6 +134,7 @@ def begin(
     """Take the date, clear what failed runs left, plan the read (pinning BigQuery's snapshot).
 
     Returns the plan's facts (kept for the later stages) and the source with its plan."""
+    began = time.perf_counter()
     with _stage(settings, run_id, lock) as (fs, layout, _, _lock):
         storage_step(wap.prepare, fs, layout, settings.date, run_id)
         source = source_for(settings)
@@ -147,6 +149,7 @@ def begin(
             "estimated_bytes": plan.estimated_bytes,
             "snapshot_time": plan.details.get("snapshot_time"),
             "source_details": dict(plan.details),
+            "seconds": round(time.perf_counter() - began, 3),
         }
         path = _state_path(layout, settings.date, run_id, "plan")
         storage_step(_save, fs, path, facts)
@@ -176,6 +179,7 @@ def process(
 
     Each ``attempt`` (a retried task) stages under its own id: the tasks of an earlier attempt
     may still be running on a long-lived cluster, and must not write into this one's files."""
+    began = time.perf_counter()
     if scheduler:  # size the read for the run's cluster, not for this process's machine
         settings = settings.replace(scheduler=scheduler)
     with _stage(settings, run_id, lock) as (fs, layout, options, _lock):
@@ -236,6 +240,7 @@ def process(
             "pieces": len(plan.pieces),
             "source_details": dict(plan.details),
             "results": [asdict(r) for r in results],
+            "seconds": round(time.perf_counter() - began, 3),
         }
         path = _state_path(layout, settings.date, run_id, "results")
         storage_step(_save, fs, path, done)
@@ -263,10 +268,13 @@ def _totals(fs: Any, layout: Layout, settings: Settings, run_id: str) -> tuple[A
 
 def audit(settings: Settings, run_id: str, *, lock: DateLock | None = None) -> dict[str, Any]:
     """Reconcile the counts, apply the run's limits and check the staged files."""
+    began = time.perf_counter()
     with _stage(settings, run_id, lock) as (fs, layout, _, _lock):
         done, totals = _totals(fs, layout, settings, run_id)
         check_totals(totals, settings)
         storage_step(wap.audit, fs, layout, settings.date, done["staging_id"], totals)
+        audited = {"seconds": round(time.perf_counter() - began, 3)}
+        storage_step(_save, fs, _state_path(layout, settings.date, run_id, "audit"), audited)
     return {
         "rows_read": totals.rows_read,
         "rows_valid": totals.rows_valid,
@@ -298,6 +306,7 @@ def publish(
         else:
             done, totals = _totals(fs, layout, settings, run_id)
             staging_id, dashboard = done["staging_id"], done.get("dashboard")
+            audited = _load(fs, layout, settings.date, run_id, "audit") or {}
             if started:
                 storage_step(wap.complete_interrupted, fs, layout, settings.date)
                 manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
@@ -309,7 +318,11 @@ def publish(
                     totals=totals,
                     started_at=dt.datetime.fromisoformat(facts["started_at"]) if facts else clock(),
                     finished_at=clock(),
-                    extra={"pieces": done["pieces"], "source_details": done["source_details"]},
+                    extra={
+                        "pieces": done["pieces"],
+                        "source_details": done["source_details"],
+                        "stage_seconds": _stage_seconds(facts, done, audited),
+                    },
                 )
                 window = storage_step(
                     wap.publish,
@@ -374,6 +387,19 @@ def finish(settings: Settings, run_id: str) -> str:
         return "removed the run's staging and released the date"
     finally:
         lock.release()
+
+
+def _stage_seconds(
+    facts: dict[str, Any] | None, done: dict[str, Any], audited: dict[str, Any]
+) -> dict[str, float]:
+    """How long each stage before the publish took (the publish's own time is in the run's
+    report: the manifest is written before it ends)."""
+    found = {
+        "plan": (facts or {}).get("seconds"),
+        "process": done.get("seconds"),
+        "audit": audited.get("seconds"),
+    }
+    return {stage: float(s) for stage, s in found.items() if s is not None}
 
 
 def _holder(fs: Any, layout: Layout, date: dt.date) -> str | None:

@@ -119,6 +119,9 @@ def build_manifest(
         "finished_at": finished_at.isoformat(),
         "duration_seconds": round(seconds, 3),
         "rows_per_second": round(totals.rows_read / seconds, 1),
+        "rejected_share": round(totals.rows_rejected / totals.rows_read, 6)
+        if totals.rows_read
+        else 0.0,
         "files": [asdict(f) for f in totals.files],
         **(extra or {}),
     }

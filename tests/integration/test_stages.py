@@ -46,8 +46,12 @@ def test_a_retried_process_stages_under_its_own_id_and_publishes_from_it(tmp_pat
     assert _staged_ids(dest) == {"R-a2"}  # the first try's files are gone
     stages.audit(settings, "R")
     report = stages.publish(settings, "R")
-    assert report.manifest["run_id"] == "R-a2"
-    assert report.manifest["rows_read"] == retried["rows_read"]
+    m = report.manifest
+    assert m["run_id"] == "R-a2"
+    assert m["rows_read"] == retried["rows_read"]
+    assert set(m["stage_seconds"]) == {"plan", "process", "audit"}  # each stage's own time
+    assert all(0 <= s < m["duration_seconds"] for s in m["stage_seconds"].values())
+    assert m["rejected_share"] == round(m["rows_rejected"] / m["rows_read"], 6) > 0
     assert _staged_ids(dest) == set()
     assert not (dest / "_staging" / f"event_date={DATE}").exists()
 

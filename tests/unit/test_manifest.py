@@ -269,6 +269,7 @@ def test_manifest_has_required_keys_and_values() -> None:
     assert manifest["finished_at"] == "2023-10-24T01:00:08.500000+00:00"
     assert manifest["duration_seconds"] == 8.5
     assert manifest["rows_per_second"] == 2.0
+    assert manifest["rejected_share"] == round(5 / 17, 6)
     assert manifest["bytes_written"] == 1310
 
 
@@ -302,6 +303,7 @@ def test_manifest_of_zero_duration_and_empty_run() -> None:
     assert manifest["rejected_by_reason"] == {}
     assert manifest["rows_per_second"] == 0.0
     assert manifest["duration_seconds"] == 0.0
+    assert manifest["rejected_share"] == 0.0
 
 
 def test_file_info_is_plain_data() -> None:
