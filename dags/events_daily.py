@@ -60,8 +60,8 @@ with DAG(
     tags=["events-lake", "bigquery", "s3", "dask"],
     doc_md=__doc__,
 ) as dag:
-
-    @task(execution_timeout=dt.timedelta(minutes=15))
+    # another run may hold the date (a rerun, a backfill): plan waits, retrying, up to ~2.5 h
+    @task(retries=8, execution_timeout=dt.timedelta(minutes=15))
     def plan(**context):
         from processing.app import airflow_tasks
 

@@ -42,8 +42,22 @@ def pipeline_run_id(context: Mapping[str, Any]) -> str:
     """``<DAG run id>-c<times cleared>``, made safe for paths: stable across a task's retries,
     new when a person clears the run to process the date again."""
     dag_run = context["dag_run"]
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(dag_run.run_id)).strip("-.") or "run"
-    return check_run_id(f"{safe[:70]}-c{getattr(dag_run, 'clear_number', 0) or 0}")
+    return check_run_id(f"{_dag_run_base(context)}-c{getattr(dag_run, 'clear_number', 0) or 0}")
+
+
+def _dag_run_base(context: Mapping[str, Any]) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(context["dag_run"].run_id)).strip("-.")
+    return (safe or "run")[:70]
+
+
+def earlier_attempt(context: Mapping[str, Any], holder_run_id: str) -> bool:
+    """Whether ``holder_run_id`` is an earlier attempt of this DAG run (cleared since)."""
+    base, _, clears = holder_run_id.rpartition("-c")
+    return (
+        base == _dag_run_base(context)
+        and clears.isdigit()
+        and holder_run_id != pipeline_run_id(context)
+    )
 
 
 def settings_for(context: Mapping[str, Any]) -> Settings:
@@ -73,10 +87,25 @@ def plan(context: Mapping[str, Any]) -> dict[str, Any]:
 
     with _outcome():
         settings = settings_for(context)
+        _release_earlier_attempt(context, settings)
         facts, _ = stages.begin(settings, pipeline_run_id(context))
     log.info("planned %s: %s pieces, about %s bytes", facts["date"], facts["pieces"],
              facts["estimated_bytes"])  # fmt: skip
     return {k: facts[k] for k in ("run_id", "date", "pieces", "estimated_bytes", "snapshot_time")}
+
+
+def _release_earlier_attempt(context: Mapping[str, Any], settings: Settings) -> None:
+    """A person cleared this run while an earlier attempt held the date: that attempt is over
+    (its tasks were stopped), so its lock and staging go now instead of after its expiry."""
+    from processing.adapters.date_lock import holder_of
+    from processing.app import stages
+    from processing.app.context import destination
+
+    fs, layout, _ = destination(settings)
+    holder = holder_of(fs, layout.lock(settings.date))
+    if holder is not None and earlier_attempt(context, holder.run_id):
+        log.warning("releasing the date from %s, an earlier attempt of this run", holder.run_id)
+        stages.finish(settings.replace(run_id=holder.run_id), holder.run_id)
 
 
 def create_cluster(context: Mapping[str, Any], planned: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,3 +46,35 @@ def test_pipeline_run_ids_are_safe_and_change_when_the_run_is_cleared(run_id: st
     assert check_run_id(first) == first
     assert pipeline_run_id(_context(run_id)) == first  # a retried task: the same run
     assert pipeline_run_id(_context(run_id, cleared=1)) != first  # cleared: a new attempt
+
+
+def test_an_earlier_attempt_is_this_dag_runs_own_with_fewer_clears() -> None:
+    from processing.app.airflow_tasks import earlier_attempt
+
+    now = _context("manual__2023-10-24", cleared=2)
+    assert earlier_attempt(now, "manual__2023-10-24-c0")
+    assert earlier_attempt(now, "manual__2023-10-24-c1")
+    assert not earlier_attempt(now, "manual__2023-10-24-c2")  # itself
+    assert not earlier_attempt(now, "manual__2023-10-25-c0")  # another run of the DAG
+    assert not earlier_attempt(now, "2023-10-23_20261126T172529Z_8245fe")  # the CLI's
+
+
+def test_a_cleared_run_takes_the_date_back_from_its_earlier_attempt(tmp_path) -> None:
+    import fsspec
+
+    from processing.adapters.date_lock import DateLock, holder_of
+    from processing.app import airflow_tasks
+    from processing.logic.layout import Layout
+    from processing.spec.settings import Settings
+
+    lock_path = Layout(str(tmp_path)).lock(dt.date(2023, 10, 23))
+    fs = fsspec.filesystem("file")
+    DateLock(fs, lock_path, "manual__2023-10-24-c0", ttl_seconds=3600).acquire()  # then cleared
+    settings = Settings.load({}, date=dt.date(2023, 10, 23), source="x", dest=str(tmp_path))
+    airflow_tasks._release_earlier_attempt(_context("manual__2023-10-24", cleared=1), settings)
+    assert holder_of(fs, lock_path) is None
+
+    DateLock(fs, lock_path, "manual__2023-10-25-c0", ttl_seconds=3600).acquire()  # another run
+    airflow_tasks._release_earlier_attempt(_context("manual__2023-10-24", cleared=1), settings)
+    holder = holder_of(fs, lock_path)
+    assert holder is not None and holder.run_id == "manual__2023-10-25-c0"
