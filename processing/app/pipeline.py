@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
+from processing.adapters import metrics_push
 from processing.adapters import publish as wap
 from processing.app import stages
 from processing.app.context import (
@@ -26,6 +28,7 @@ from processing.app.context import (
     utcnow,
 )
 from processing.app.stages import Progress, RunReport
+from processing.logic import run_metrics
 from processing.logic.layout import check_run_id, staged_date
 from processing.spec.errors import DateLockedError, LockLostError, TransientError
 from processing.spec.settings import Settings
@@ -51,6 +54,20 @@ def run(
 ) -> RunReport:
     """Process ``settings.date`` from ``settings.source`` into ``settings.dest`` and publish it."""
     run_id = check_run_id(settings.run_id or new_run_id(settings.date, clock()))
+    try:
+        return _run(settings, run_id, clock, on_progress)
+    except BaseException as e:  # any failure of the run: the Pushgateway hears of it
+        failure = run_metrics.failure(type(e).__name__, time.time())
+        metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
+        raise
+
+
+def _run(
+    settings: Settings,
+    run_id: str,
+    clock: Callable[[], dt.datetime],
+    on_progress: Progress | None,
+) -> RunReport:
     fs, layout, _ = destination(settings)
     with date_lock(settings, fs, layout, run_id).held() as lock:
         _, planned = stages.begin(settings, run_id, lock=lock, clock=clock)

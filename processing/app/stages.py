@@ -24,6 +24,7 @@ from distributed import Client, as_completed
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
+from processing.adapters import metrics_push
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.date_lock import DateLock
@@ -39,6 +40,7 @@ from processing.app.context import (
     utcnow,
 )
 from processing.app.piece_task import TaskContext, process_piece, warm_up
+from processing.logic import run_metrics
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import (
     FileInfo,
@@ -336,6 +338,12 @@ def publish(
         storage_step(_forget, fs, layout, settings.date, run_id)
         if lock is None:
             held.release()
+    metrics_push.push(
+        settings.pushgateway,
+        settings.date,
+        run_metrics.success(manifest, window, time.time()),
+        replace=True,
+    )
     return RunReport(
         manifest=manifest,
         events_path=url_of(settings.dest, layout.events_date(settings.date), layout.root),
@@ -381,6 +389,8 @@ def finish(settings: Settings, run_id: str) -> str:
     try:
         done = _load(fs, layout, settings.date, run_id, "results") or {}
         staging_id = done.get("staging_id", run_id)
+        failure = run_metrics.failure("TaskFailed", time.time())  # the task's error is in its log
+        metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
         if wap.publishing_started(fs, layout, settings.date, staging_id):
             return "left an interrupted publish for the next run of the date to complete"
         discard(settings, run_id, fs=fs, layout=layout)

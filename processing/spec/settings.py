@@ -131,6 +131,10 @@ class Settings:
         metadata=_opt(parse_json_object, help="fsspec options, as JSON", secret=True),
     )
     log_level: str = field(default="INFO", metadata=_opt(help="DEBUG, INFO, WARNING or ERROR"))
+    pushgateway: str | None = field(
+        default=None,
+        metadata=_opt(help="Prometheus Pushgateway URL for the run's metrics (none: no push)"),
+    )
     lock_ttl_seconds: float = field(
         default=600.0,
         metadata=_opt(float, help="a run's lock on its date expires this long after its refresh"),
