@@ -57,7 +57,7 @@ def run(
     try:
         return _run(settings, run_id, clock, on_progress)
     except BaseException as e:  # any failure of the run: the Pushgateway hears of it
-        failure = run_metrics.failure(type(e).__name__, time.time())
+        failure = run_metrics.failure(settings.date, type(e).__name__, time.time())
         metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
         raise
 

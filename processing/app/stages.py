@@ -389,7 +389,9 @@ def finish(settings: Settings, run_id: str) -> str:
     try:
         done = _load(fs, layout, settings.date, run_id, "results") or {}
         staging_id = done.get("staging_id", run_id)
-        failure = run_metrics.failure("TaskFailed", time.time())  # the task's error is in its log
+        failure = run_metrics.failure(
+            settings.date, "TaskFailed", time.time()
+        )  # the task's error is in its log
         metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
         if wap.publishing_started(fs, layout, settings.date, staging_id):
             return "left an interrupted publish for the next run of the date to complete"

@@ -8,6 +8,7 @@ still there for the "no publish by the deadline" alert.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +25,19 @@ class Sample:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def _date(date: dt.date) -> Sample:
+    """The date as a number, so alerts can ask for "yesterday" (labels cannot be computed)."""
+    midnight = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC).timestamp()
+    return Sample(
+        f"{PREFIX}date_timestamp_seconds", "The run's date, midnight UTC (Unix time)", midnight
+    )
+
+
 def success(manifest: Mapping[str, Any], publish_seconds: float, now: float) -> list[Sample]:
     """The run that published ``manifest``: its counts, sizes, times, and when it succeeded."""
     m = manifest
     samples = [
+        _date(dt.date.fromisoformat(m["date"])),
         Sample(f"{PREFIX}rows", "Rows of the run by outcome", m["rows_read"], {"outcome": "read"}),
         Sample(
             f"{PREFIX}rows", "Rows of the run by outcome", m["rows_valid"], {"outcome": "valid"}
@@ -79,9 +89,10 @@ def success(manifest: Mapping[str, Any], publish_seconds: float, now: float) -> 
     return samples
 
 
-def failure(kind: str, now: float) -> list[Sample]:
+def failure(date: dt.date, kind: str, now: float) -> list[Sample]:
     """A run that failed: when, and of what kind (an error class, never its message)."""
     return [
+        _date(date),
         Sample(
             f"{PREFIX}last_failure_timestamp_seconds",
             "When a run of the date last failed (Unix time)",

@@ -3,10 +3,13 @@ and a failure that names its kind but never its message."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from processing.logic import run_metrics
 
 MANIFEST = {
     "run_id": "R",
+    "date": "2023-10-23",
     "rows_read": 10,
     "rows_valid": 7,
     "rows_rejected": 3,
@@ -35,12 +38,14 @@ def test_a_success_is_the_manifest_in_samples() -> None:
     assert found[("events_lake_stage_seconds", (("stage", "publish"),))] == 0.4
     assert found[("events_lake_last_success_timestamp_seconds", ())] == 1_700_000_000.0
     assert found[("events_lake_published_run_info", (("run_id", "R"),))] == 1
+    assert found[("events_lake_date_timestamp_seconds", ())] == 1698019200.0  # 2023-10-23
     assert not any("failure" in name for name, _ in found)
 
 
 def test_a_failure_names_its_kind_only() -> None:
-    samples = run_metrics.failure("AuditError", now=5.0)
+    samples = run_metrics.failure(dt.date(2023, 10, 23), "AuditError", now=5.0)
     assert _by_key(samples) == {
+        ("events_lake_date_timestamp_seconds", ()): 1698019200.0,
         ("events_lake_last_failure_timestamp_seconds", ()): 5.0,
         ("events_lake_last_failure_info", (("error", "AuditError"),)): 1,
     }
