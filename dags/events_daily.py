@@ -30,6 +30,19 @@ import datetime as dt
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
+
+def _notify_failure(context):
+    from processing.app import airflow_tasks
+
+    airflow_tasks.notify_failure(context)
+
+
+def _notify_published(context):
+    from processing.app import airflow_tasks
+
+    airflow_tasks.notify_published(context)
+
+
 DEFAULT_ARGS = {
     "owner": "data-platform",
     "retries": 3,
@@ -37,6 +50,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": dt.timedelta(minutes=30),
     "execution_timeout": dt.timedelta(hours=2),
+    "on_failure_callback": _notify_failure,  # Slack and e-mail, as configured (README)
 }
 
 with DAG(
@@ -85,7 +99,7 @@ with DAG(
 
         return airflow_tasks.audit(context)
 
-    @task(execution_timeout=dt.timedelta(minutes=30))
+    @task(execution_timeout=dt.timedelta(minutes=30), on_success_callback=_notify_published)
     def publish(**context):
         from processing.app import airflow_tasks
 

@@ -106,3 +106,39 @@ def generate(cli: CliRunner, tmp_path: Path) -> Callable[..., Path]:
         return out
 
     return make
+
+
+class Webhook:
+    """A local HTTP server that records the JSON bodies POSTed to it (a Slack webhook)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/SECRETTOKEN"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self) -> list[str]:
+        return [body["text"] for body in self.received]
+
+
+@pytest.fixture
+def webhook():
+    server = Webhook()
+    yield server
+    server.server.shutdown()

@@ -205,3 +205,25 @@ def finish(context: Mapping[str, Any]) -> str:
         outcome = stages.finish(settings_for(context), pipeline_run_id(context))
     log.info("%s", outcome)
     return outcome
+
+
+def notify_failure(context: Mapping[str, Any]) -> list[str]:
+    """Callback of a task that failed for good: a notice to the configured channels."""
+    from processing.app import notify
+
+    try:
+        return notify.on_failure(context, settings_for(context))
+    except Exception:  # a callback must never hide the task's own failure
+        log.warning("could not send the failure notice", exc_info=True)
+        return []
+
+
+def notify_published(context: Mapping[str, Any]) -> list[str]:
+    """Callback of publish: a notice if the date had failed before."""
+    from processing.app import notify
+
+    try:
+        return notify.on_published(context, settings_for(context))
+    except Exception:
+        log.warning("could not send the recovery notice", exc_info=True)
+        return []

@@ -135,6 +135,26 @@ class Settings:
         default=None,
         metadata=_opt(help="Prometheus Pushgateway URL for the run's metrics (none: no push)"),
     )
+    # --- notices to people from the Airflow DAG (failure, and success after a failure) ---
+    notify_slack_webhook: str | None = field(
+        default=None,
+        metadata=_opt(help="Slack incoming-webhook URL for the DAG's notices", secret=True),
+    )
+    notify_email_to: str | None = field(
+        default=None, metadata=_opt(help="comma-separated addresses for the DAG's notices")
+    )
+    smtp_host: str | None = field(default=None, metadata=_opt(help="SMTP server for e-mails"))
+    smtp_port: int = field(default=587, metadata=_opt(int, help="SMTP port"))
+    smtp_from: str = field(
+        default="events-lake@localhost", metadata=_opt(help="sender of the e-mails")
+    )
+    smtp_user: str | None = field(default=None, metadata=_opt(help="SMTP login, if any"))
+    smtp_password: str | None = field(
+        default=None, metadata=_opt(help="SMTP password, if any", secret=True)
+    )
+    smtp_starttls: bool = field(
+        default=True, metadata=_opt(parse_bool, help="upgrade the SMTP connection to TLS")
+    )
     lock_ttl_seconds: float = field(
         default=600.0,
         metadata=_opt(float, help="a run's lock on its date expires this long after its refresh"),
@@ -273,7 +293,7 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = {
-            f.name: ("***" if f.name == "storage_options" and self.storage_options else value)
+            f.name: ("***" if f.metadata.get("secret") and value else value)
             for f in fields(self)
             for value in [getattr(self, f.name)]
         }

@@ -101,8 +101,9 @@ def _leftovers(env: dict[str, str]) -> list[str]:
 
 
 def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
-    airflow_db, events_dag, pipeline_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db, events_dag, pipeline_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook
 ) -> None:
+    monkeypatch.setenv("PROCESSING_NOTIFY_SLACK_WEBHOOK", webhook.url)
     # as the scheduler runs DATE: after its data interval [DATE 02:00, DATE+1 02:00) ends
     first = events_dag.test(logical_date=dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC))
     assert str(first.state) == "success", _states(first)
@@ -135,3 +136,10 @@ def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
     assert states["delete_cluster"] == states["finish"] == "success"  # teardowns still ran
     assert _published(pipeline_env) == before  # the published date is untouched
     assert _leftovers(pipeline_env) == []
+    assert [t for t in webhook.texts() if "process failed" in t]  # the on-call hears of it
+    assert all("SECRET" not in t for t in webhook.texts())
+
+    monkeypatch.setenv("PROCESSING_SOURCE", pipeline_env["PROCESSING_SOURCE"])
+    fixed = events_dag.test(run_conf={"date": DATE})  # the fix, rerun
+    assert str(fixed.state) == "success", _states(fixed)
+    assert "published again after a failure" in webhook.texts()[-1]

@@ -15,7 +15,7 @@ import pytest
 BINARY = "prometheus-pushgateway"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -25,7 +25,7 @@ def _free_port() -> int:
 def pushgateway(tmp_path) -> Iterator[str]:
     binary = shutil.which(BINARY)
     assert binary, f"{BINARY} is needed (./dev installs Debian's package; or apt-get install it)"
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
         [binary, f"--web.listen-address={address}"],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "pushgateway.log").open("w"),
