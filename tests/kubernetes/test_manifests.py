@@ -7,6 +7,7 @@ checkov."""
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -170,11 +171,16 @@ def _pod_labels(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, str
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_one_image_for_airflow_task_pods_and_dask(overlay: str) -> None:
     docs = documents(overlay)
-    images = {
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} >= {
+        "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+    }  # fmt: skip
+    images = {  # Airflow's own workloads (third-party ones, e.g. statsd-exporter, have theirs)
         c["image"]
-        for where, pod, _ in pod_specs(overlay)
-        if where.startswith(("Deployment", "Job"))
-        for c in pod.get("initContainers", []) + pod["containers"]
+        for d in docs
+        if d["kind"] in WORKLOADS
+        and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") == "airflow"
+        for c in d["spec"]["template"]["spec"].get("initContainers", [])
+        + d["spec"]["template"]["spec"]["containers"]
     }
     assert len(images) == 1, images
     (image,) = images
@@ -276,3 +282,12 @@ def test_the_dockerfile_builds_the_locked_environment_as_a_non_root_user() -> No
     dev = (ROOT / "dev").read_text()
     version = dev.split('UV_VERSION="', 1)[1].split('"', 1)[0]
     assert f"uv=={version}" in text  # the same uv as ./dev
+
+
+def test_the_statsd_mappings_name_valid_metrics_from_their_globs() -> None:
+    mappings = yaml.safe_load((KUSTOMIZE / "base" / "airflow" / "statsd-mappings.yml").read_text())
+    for m in mappings["mappings"]:
+        assert m["match"].startswith("airflow."), m
+        assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", m["name"]), m
+        used = {int(n) for v in m.get("labels", {}).values() for n in re.findall(r"\$(\d+)", v)}
+        assert used <= set(range(1, m["match"].count("*") + 1)), m
