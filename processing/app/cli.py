@@ -186,10 +186,17 @@ def summary(report: Any) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
-    settings = Settings.load(os.environ, **flags)  # fails fast, before the heavy imports
+def _settings(args: argparse.Namespace, **unused: Any) -> Settings:
+    """The settings from the command's flags and the environment (flags win); ``unused`` fills
+    required settings the command does not use. Fails fast, before the heavy imports."""
+    flags = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    settings = Settings.load(os.environ, **{**unused, **flags})
     _setup_logging(settings.log_level)
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
     from processing.app.pipeline import run
 
     # The imports above leave about a million long-lived objects (pandas, Dask, Pandera). Freezing
@@ -202,10 +209,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
-    flags.setdefault("source", "(not used by rollback)")
-    settings = Settings.load(os.environ, **flags)
-    _setup_logging(settings.log_level)
+    settings = _settings(args, source="(not used by rollback)")
     from processing.app.pipeline import rollback
 
     restored = rollback(settings)
@@ -217,12 +221,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
-    only = flags.pop("date", None)
-    settings = Settings.load(
-        os.environ, **{"source": "(not used by gc)", "date": dt.date(1970, 1, 1), **flags}
-    )
-    _setup_logging(settings.log_level)
+    only, args.date = args.date, None  # gc: every date, or the one asked for
+    settings = _settings(args, source="(not used by gc)", date=dt.date(1970, 1, 1))
     from processing.app.pipeline import collect_garbage
 
     lines = collect_garbage(settings, only)
@@ -231,10 +231,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    flags = {k: v for k, v in vars(args).items() if k not in {"command"} and v is not None}
-    flags.setdefault("dest", "(not used by plan)")
-    settings = Settings.load(os.environ, **flags)
-    _setup_logging(settings.log_level)
+    settings = _settings(args, dest="(not used by plan)")
     from processing.app.context import source_for, task_slots
     from processing.logic.bigquery import suggested_slots
 

@@ -109,7 +109,7 @@ def collect_garbage(
     fs, layout, _ = destination(settings)
     gc_id = f"gc_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
     dates: set[dt.date] = set()
-    for top in (layout.staging(), layout.lock(settings.date).rsplit("/", 1)[0]):
+    for top in (layout.staging(), layout.locks()):
         if fs.exists(top):
             names = [e.removesuffix(".json") for e in fs.ls(top, detail=False)]
             dates.update(d for d in map(staged_date, names) if d is not None)

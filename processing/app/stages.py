@@ -27,7 +27,7 @@ from distributed.scheduler import KilledWorker
 from processing.adapters import metrics_push
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
-from processing.adapters.date_lock import DateLock
+from processing.adapters.date_lock import DateLock, holder_of
 from processing.adapters.sources import BigQuerySource, Piece, Source, SourcePlan
 from processing.adapters.storage import redact_url
 from processing.adapters.writer import WriteOptions
@@ -415,8 +415,6 @@ def _stage_seconds(
 
 
 def _holder(fs: Any, layout: Layout, date: dt.date) -> str | None:
-    from processing.adapters.date_lock import holder_of
-
     holder = holder_of(fs, layout.lock(date))
     return holder.run_id if holder else None
 

@@ -92,8 +92,11 @@ class Layout:
     def staging(self) -> str:
         return self._join("_staging")
 
+    def locks(self) -> str:
+        return self._join("_locks")
+
     def lock(self, date: dt.date) -> str:
-        return self._join("_locks", f"{s.EVENT_DATE}={date.isoformat()}.json")
+        return f"{self.locks()}/{s.EVENT_DATE}={date.isoformat()}.json"
 
 
 def staged_date(entry: str) -> dt.date | None:

@@ -279,7 +279,8 @@ class Settings:
         )
         if problem:
             raise ConfigError(f"bad setting: {problem}")
-        _check_size("cluster_bytes_per_worker", self.cluster_bytes_per_worker)
+        if self.cluster == "kubernetes":  # only a per-run cluster is sized (and dask is heavy)
+            _check_size("cluster_bytes_per_worker", self.cluster_bytes_per_worker)
         if self.memory_limit != "auto":
             from dask.utils import parse_bytes
 

@@ -286,3 +286,14 @@ def test_setting_help_lists_every_setting() -> None:
     for (flag, variable, _), f in zip(rows, dataclasses.fields(Settings), strict=True):
         assert flag == "--" + f.name.replace("_", "-")
         assert variable == ENV_PREFIX + f.name.upper()
+
+
+def test_a_per_run_cluster_needs_a_size_per_worker() -> None:
+    kubernetes = {
+        **REQUIRED_ENV,
+        "PROCESSING_CLUSTER": "kubernetes",
+        "PROCESSING_CLUSTER_SPEC": "x",
+    }
+    with pytest.raises(ConfigError, match="cluster_bytes_per_worker"):
+        Settings.load({**kubernetes, "PROCESSING_CLUSTER_BYTES_PER_WORKER": "lots"})
+    assert Settings.load(kubernetes).cluster_bytes_per_worker == "4GiB"
