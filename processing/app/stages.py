@@ -257,22 +257,26 @@ def process(
     }
 
 
-def _totals(fs: Any, layout: Layout, settings: Settings, run_id: str) -> tuple[Any, RunTotals]:
+def _results(fs: Any, layout: Layout, settings: Settings, run_id: str) -> dict[str, Any]:
     done = _load(fs, layout, settings.date, run_id, "results")
     if done is None:
         raise ConfigError(
             f"run {run_id} of {settings.date} has not processed its pieces (in Airflow, a "
             "cleared run is a new attempt at the date: clear it from plan, or the whole run)"
         )
-    totals = reconcile(_piece_result(r) for r in done["results"])
-    return done, totals
+    return done
+
+
+def _reconciled(done: dict[str, Any]) -> RunTotals:
+    return reconcile(_piece_result(r) for r in done["results"])
 
 
 def audit(settings: Settings, run_id: str, *, lock: DateLock | None = None) -> dict[str, Any]:
     """Reconcile the counts, apply the run's limits and check the staged files."""
     began = time.perf_counter()
     with _stage(settings, run_id, lock) as (fs, layout, _, _lock):
-        done, totals = _totals(fs, layout, settings, run_id)
+        done = _results(fs, layout, settings, run_id)
+        totals = _reconciled(done)
         check_totals(totals, settings)
         storage_step(wap.audit, fs, layout, settings.date, done["staging_id"], totals)
         audited = {"seconds": round(time.perf_counter() - began, 3)}
@@ -297,44 +301,41 @@ def publish(
     half way is completed; one that already completed is reported."""
     with _stage(settings, run_id, lock) as (fs, layout, _, held):
         facts = _load(fs, layout, settings.date, run_id, "plan")
-        done_before = _load(fs, layout, settings.date, run_id, "results") or {}
-        ours = {run_id, done_before.get("staging_id", run_id)}
+        kept = _load(fs, layout, settings.date, run_id, "results") or {}
+        staging_id, dashboard = kept.get("staging_id", run_id), kept.get("dashboard")
         published = wap.published_manifest(fs, layout, settings.date)
-        started = wap.publishing_started(
-            fs, layout, settings.date, done_before.get("staging_id", run_id)
-        )
-        if published and published.get("run_id") in ours and not started:
-            manifest, window, dashboard = published, 0.0, None  # a retry after the switch
+        started = wap.publishing_started(fs, layout, settings.date, staging_id)
+        if published and published.get("run_id") in {run_id, staging_id} and not started:
+            manifest, window = published, 0.0  # a retry after the switch: report it
+        elif started:  # a retry after a crash inside the publish: complete it
+            storage_step(wap.complete_interrupted, fs, layout, settings.date)
+            manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
         else:
-            done, totals = _totals(fs, layout, settings, run_id)
-            staging_id, dashboard = done["staging_id"], done.get("dashboard")
+            done = _results(fs, layout, settings, run_id)
+            totals = _reconciled(done)
             audited = _load(fs, layout, settings.date, run_id, "audit") or {}
-            if started:
-                storage_step(wap.complete_interrupted, fs, layout, settings.date)
-                manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
-            else:
-                manifest = build_manifest(
-                    run_id=staging_id,
-                    date=settings.date,
-                    source=facts["source"] if facts else redact_url(settings.source),
-                    totals=totals,
-                    started_at=dt.datetime.fromisoformat(facts["started_at"]) if facts else clock(),
-                    finished_at=clock(),
-                    extra={
-                        "pieces": done["pieces"],
-                        "source_details": done["source_details"],
-                        "stage_seconds": _stage_seconds(facts, done, audited),
-                    },
-                )
-                window = storage_step(
-                    wap.publish,
-                    fs,
-                    layout,
-                    settings.date,
-                    staging_id,
-                    manifest,
-                    check=held.check,
-                )
+            manifest = build_manifest(
+                run_id=staging_id,
+                date=settings.date,
+                source=facts["source"] if facts else redact_url(settings.source),
+                totals=totals,
+                started_at=dt.datetime.fromisoformat(facts["started_at"]) if facts else clock(),
+                finished_at=clock(),
+                extra={
+                    "pieces": done["pieces"],
+                    "source_details": done["source_details"],
+                    "stage_seconds": _stage_seconds(facts, done, audited),
+                },
+            )
+            window = storage_step(
+                wap.publish,
+                fs,
+                layout,
+                settings.date,
+                staging_id,
+                manifest,
+                check=held.check,
+            )
         storage_step(_forget, fs, layout, settings.date, run_id)
         if lock is None:
             held.release()
@@ -389,9 +390,8 @@ def finish(settings: Settings, run_id: str) -> str:
     try:
         done = _load(fs, layout, settings.date, run_id, "results") or {}
         staging_id = done.get("staging_id", run_id)
-        failure = run_metrics.failure(
-            settings.date, "TaskFailed", time.time()
-        )  # the task's error is in its log
+        # the task's own error is in its log; the Pushgateway hears that the run failed
+        failure = run_metrics.failure(settings.date, "TaskFailed", time.time())
         metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
         if wap.publishing_started(fs, layout, settings.date, staging_id):
             return "left an interrupted publish for the next run of the date to complete"
