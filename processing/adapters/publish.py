@@ -7,7 +7,9 @@ the date's lock (:mod:`processing.adapters.date_lock`) through all of it.
 1. ``prepare``: complete a publish that was interrupted (its marker is still there), then remove
    all other staging of the date (failed or killed runs).
 2. The run writes under ``_staging/event_date=D/run_id=R/{events,rejected}``. File names carry the
-   run's tag, so no two versions of a date share a name. Nothing published is touched.
+   run's tag, so no two versions of a date share a name. Nothing published is touched. Its
+   reports (``events/_reports/``, listed in the manifest's ``reports``) move with its files
+   through every step below.
 3. ``audit``: every file the tasks reported exists with the reported row count in its footer, no
    other file is there, every reported partition is there, and the first 65,536 rows of one file
    per event name, read back, conform to the Pandera output model.
@@ -100,6 +102,12 @@ def _previous(layout: Layout, date: dt.date) -> _Version:
 
 def _staged(layout: Layout, date: dt.date, run_id: str) -> _Version:
     return _Version(*layout.staged(date, run_id))
+
+
+def _entries(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every file of a version: its data files, then its reports (``_reports/`` beside the
+    manifest: the quality report, the Dask performance report), which move with it."""
+    return [*manifest.get("files", []), *manifest.get("reports", [])]
 
 
 # --- filesystem primitives --------------------------------------------------------------------
@@ -353,7 +361,7 @@ def publish(
         if current.get("publish_id") != publish_id:  # not switched: withdraw what we added
             with contextlib.suppress(Exception):  # our names: no other version uses them
                 fs.rm_file(marker)
-                _remove(fs, [p for p in map(published.file, manifest["files"]) if fs.exists(p)])
+                _remove(fs, [p for p in map(published.file, _entries(manifest)) if fs.exists(p)])
         raise  # switched: the new holder of the date completes the cleanup from our marker
 
 
@@ -375,7 +383,7 @@ def _switch(
     began = started = time.perf_counter()
     if current is None or current.get("publish_id") != new.get("publish_id"):
         missing = (
-            [e["path"] for e in new["files"] if not fs.exists(staged.file(e))]
+            [e["path"] for e in _entries(new) if not fs.exists(staged.file(e))]
             if check is None
             else []
         )  # a live run has just audited its staging
@@ -387,16 +395,14 @@ def _switch(
             _keep_as_previous(fs, layout, date, current)
         if check:
             check()
-        clashes = {e["path"] for e in new["files"]} & {
-            e["path"] for e in (current or {}).get("files", [])
-        }
+        clashes = {e["path"] for e in _entries(new)} & {e["path"] for e in _entries(current or {})}
         if clashes:
             raise AuditError(
                 f"the new and the published version of {date} share file names "
                 f"({sorted(clashes)[:3]}): rerun with another run id"
             )
         started = time.perf_counter()
-        _copy(fs, [(staged.file(e), published.file(e)) for e in new["files"]])
+        _copy(fs, [(staged.file(e), published.file(e)) for e in _entries(new)])
         if check:
             check()
         _switch_manifest(fs, published.manifest, new, etag)
@@ -456,7 +462,7 @@ def _clean_published(
     does not list, and check that they are gone (bulk deletes do not report failures)."""
     published = _published(layout, date)
     manifest = manifest if manifest is not None else _read_json(fs, published.manifest) or {}
-    keep = {published.file(e) for e in manifest.get("files", [])} | {published.manifest}
+    keep = {published.file(e) for e in _entries(manifest)} | {published.manifest}
     for attempt in range(3):
         stale = [
             p for p in _files_under(fs, (published.events, published.rejected)) if p not in keep
@@ -476,7 +482,7 @@ def _keep_as_previous(fs: Any, layout: Layout, date: dt.date, current: Mapping[s
     if kept is not None and kept.get("run_id") == current.get("run_id"):
         return  # an earlier attempt of this publish got that far
     _remove_tree(fs, layout.previous(date))
-    _copy(fs, [(published.file(e), previous.file(e)) for e in current.get("files", [])])
+    _copy(fs, [(published.file(e), previous.file(e)) for e in _entries(current)])
     _put_json(fs, previous.manifest, current)
 
 
@@ -499,7 +505,7 @@ def rollback(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> dict[st
     if current is not None and current.get("run_id") == kept.get("run_id"):
         raise ConfigError(f"the previous version of {date} (run {kept['run_id']}) is published")
     staged = _staged(layout, date, staging_id)
-    _copy(fs, [(previous.file(e), staged.file(e)) for e in kept["files"]])
+    _copy(fs, [(previous.file(e), staged.file(e)) for e in _entries(kept)])
     _put_json(fs, staged.manifest, kept)  # its publish id is its own: no other version has it
     fs.pipe_file(f"{layout.staging_run(date, staging_id)}/{MARKER}", staging_id.encode())
     _switch(fs, layout, date, staging_id, check=None)

@@ -183,6 +183,15 @@ def summary(report: Any) -> str:
         f"  manifest      {report.manifest_path}",
         f"  publish       both versions listable for {report.publish_window_seconds:.2f} s",
     ]
+    if report.quality_report:
+        warnings = [f for f in report.findings if f["severity"] == "warning"]
+        lines.append(f"  quality       {report.quality_report}")
+        lines.append(
+            "                nothing unusual against the days before"
+            if not warnings
+            else f"                {len(warnings)} warning(s):"
+        )
+        lines += [f"                - {f['message']}" for f in warnings]
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem, transient_storage_errors
 from processing.adapters.writer import PieceWriter, WriteOptions
+from processing.logic import profile as prof
 from processing.logic.batch import split_batch
 from processing.logic.layout import Layout, run_tag
 from processing.logic.manifest import PieceResult
@@ -82,6 +83,7 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     )
     rows_read = rows_valid = rows_rejected = 0
     reasons: Counter[str] = Counter()
+    profiles: list[prof.Profile] = []
     try:
         for batch in _read(piece, ctx.batch_rows):
             result = split_batch(batch, ctx.date, piece.id, rows_read)
@@ -90,6 +92,7 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
             rows_valid += result.valid.num_rows
             rows_rejected += result.rejected.num_rows
             reasons.update(result.reasons)
+            profiles.append(result.profile)
         files = writer.close()
     except PipelineError:
         writer.abort()
@@ -111,4 +114,5 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
         rejected_by_reason=dict(reasons),
         files=tuple(files),
         seconds=time.perf_counter() - started,
+        profile=prof.add(profiles),
     )

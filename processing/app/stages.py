@@ -13,6 +13,8 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,11 +22,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import dask
-from distributed import Client, as_completed
+from distributed import Client, as_completed, performance_report
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-from processing.adapters import metrics_push
+from processing.adapters import metrics_push, reports
 from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.date_lock import DateLock, holder_of
@@ -40,7 +42,8 @@ from processing.app.context import (
     utcnow,
 )
 from processing.app.piece_task import TaskContext, process_piece, warm_up
-from processing.logic import run_metrics
+from processing.logic import profile as prof
+from processing.logic import quality, quality_html, run_metrics
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import (
     FileInfo,
@@ -72,6 +75,9 @@ class RunReport:
     dashboard: str | None
     #: seconds during which a reader listing the date's prefix could see both versions' files
     publish_window_seconds: float = 0.0
+    #: the data-quality report (HTML) beside the manifest, and what it found
+    quality_report: str | None = None
+    findings: tuple[dict[str, str], ...] = ()
 
 
 # --- what the stages leave each other --------------------------------------------------------
@@ -222,7 +228,8 @@ def process(
             if dashboard:
                 log.info("Dask dashboard: %s", dashboard)
             try:
-                results = _process(client, plan.pieces, ctx, on_progress)
+                with _performance_report(settings, fs, layout, staging_id) as performance:
+                    results = _process(client, plan.pieces, ctx, on_progress)
             except SessionExpiredError as e:  # BigQuery sessions last 6 h: read it all again
                 if not isinstance(source, BigQuerySource):
                     raise
@@ -234,11 +241,13 @@ def process(
                 ctx = dataclasses.replace(ctx, run_id=staging_id)
                 source = source.at(parse_instant(plan.details["snapshot_time"]))
                 plan = source.plan(settings.date, settings.piece_rows)
-                results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
+                with _performance_report(settings, fs, layout, staging_id) as performance:
+                    results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
                 wap.discard_staging(fs, layout, settings.date, stale)  # best effort
         done = {
             "staging_id": staging_id,
             "dashboard": dashboard,
+            "reports": performance,
             "pieces": len(plan.pieces),
             "source_details": dict(plan.details),
             "results": [asdict(r) for r in results],
@@ -297,8 +306,10 @@ def publish(
     lock: DateLock | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> RunReport:
-    """Publish the audited staging, then let go of the date. Repeatable: a publish interrupted
-    half way is completed; one that already completed is reported."""
+    """Write the run's quality report, publish the audited staging, then let go of the date.
+    Repeatable: a publish interrupted half way is completed; one that already completed is
+    reported."""
+    report: dict[str, Any] | None = None
     with _stage(settings, run_id, lock) as (fs, layout, _, held):
         facts = _load(fs, layout, settings.date, run_id, "plan")
         kept = _load(fs, layout, settings.date, run_id, "results") or {}
@@ -327,6 +338,10 @@ def publish(
                     "stage_seconds": _stage_seconds(facts, done, audited),
                 },
             )
+            report, written = _quality_report(
+                fs, layout, settings, staging_id, manifest=manifest, totals=totals
+            )
+            manifest["reports"] = [*done.get("reports", []), *written]
             window = storage_step(
                 wap.publish,
                 fs,
@@ -336,23 +351,90 @@ def publish(
                 manifest,
                 check=held.check,
             )
+        if report is None:  # a retried publish: the report is the published one
+            report = _published_report(fs, layout, settings.date, manifest)
         storage_step(_forget, fs, layout, settings.date, run_id)
         if lock is None:
             held.release()
     metrics_push.push(
         settings.pushgateway,
         settings.date,
-        run_metrics.success(manifest, window, time.time()),
+        run_metrics.success(
+            manifest,
+            window,
+            time.time(),
+            volume_ratios=quality.volume_ratios(report) if report else None,
+        ),
         replace=True,
     )
+    html = reports.entry_of(manifest, reports.QUALITY_HTML)
+    events_date = layout.events_date(settings.date)
     return RunReport(
         manifest=manifest,
-        events_path=url_of(settings.dest, layout.events_date(settings.date), layout.root),
+        events_path=url_of(settings.dest, events_date, layout.root),
         rejected_path=url_of(settings.dest, layout.rejected_date(settings.date), layout.root),
         manifest_path=url_of(settings.dest, layout.manifest(settings.date), layout.root),
         dashboard=dashboard,
         publish_window_seconds=window,
+        quality_report=url_of(settings.dest, f"{events_date}/{html['path']}", layout.root)
+        if html
+        else None,
+        findings=tuple(report["findings"]) if report else (),
     )
+
+
+def _quality_report(
+    fs: Any,
+    layout: Layout,
+    settings: Settings,
+    staging_id: str,
+    *,
+    manifest: dict[str, Any],
+    totals: RunTotals,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run's data-quality report against the days published before it, written (JSON and
+    HTML) into its staging; returns it and the manifest entries of its files. A report that
+    cannot be made is a warning: the data is published without it."""
+    profile: dict[str, Any] | None = totals.profile
+    if prof.rows(totals.profile) != (totals.rows_valid, totals.rows_rejected):
+        profile = None  # pieces staged by a version of the pipeline without profiles
+    try:
+        history = storage_step(reports.history, fs, layout, settings.date)
+        report = quality.report(manifest, profile, history, utcnow())
+        page = quality_html.render(report).encode()
+        written = [
+            storage_step(reports.write, fs, layout, settings.date, staging_id, kind=kind, data=data)
+            for kind, data in (
+                (reports.QUALITY_JSON, json.dumps(report, indent=1).encode()),
+                (reports.QUALITY_HTML, page),
+            )
+        ]
+    except Exception as e:
+        log.warning("no quality report for %s: %s: %s", settings.date, type(e).__name__, e)
+        return None, []
+    for finding in report["findings"]:
+        log.log(
+            logging.WARNING if finding["severity"] == "warning" else logging.INFO,
+            "quality of %s: %s",
+            settings.date,
+            finding["message"],
+        )
+    return report, written
+
+
+def _published_report(
+    fs: Any, layout: Layout, date: dt.date, manifest: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The quality report published with ``manifest`` (a retried publish reports it)."""
+    if reports.entry_of(manifest, reports.QUALITY_JSON) is None:
+        return None
+    try:
+        found = reports.read_published(fs, layout, date)
+    except Exception:
+        return None
+    if found is None or found[1] is None or found[0].get("run_id") != manifest.get("run_id"):
+        return None
+    return json.loads(found[1])
 
 
 def discard(settings: Settings, run_id: str, *, fs: Any, layout: Layout) -> None:
@@ -420,6 +502,38 @@ def _holder(fs: Any, layout: Layout, date: dt.date) -> str | None:
 
 
 # --- the Dask part ---------------------------------------------------------------------------
+@contextmanager
+def _performance_report(
+    settings: Settings, fs: Any, layout: Layout, staging_id: str
+) -> Iterator[list[dict[str, Any]]]:
+    """Record Dask's performance report of the block (task stream, worker profiles, bandwidth)
+    into the run's staging, as a self-contained HTML page; its manifest entry is added to the
+    list yielded. Only a block that succeeds gets one; a report that cannot be made is a
+    warning, never a failed run."""
+    kept: list[dict[str, Any]] = []
+    if not settings.performance_report:
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix="events-lake-") as tmp:
+        path = os.path.join(tmp, "dask-performance.html")
+        recorder = performance_report(filename=path, mode="inline")
+        try:
+            recorder.__enter__()
+        except Exception as e:
+            log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
+            yield kept
+            return
+        yield kept
+        try:
+            recorder.__exit__(None, None, None)
+            with open(path, "rb") as f:
+                data = f.read()
+            kind = reports.DASK_PERFORMANCE
+            kept.append(reports.write(fs, layout, settings.date, staging_id, kind=kind, data=data))
+        except Exception as e:
+            log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
+
+
 def _process(
     client: Client,
     pieces: Sequence[Piece],

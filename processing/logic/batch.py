@@ -14,6 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from processing.logic import profile as prof
 from processing.logic.normalise import normalise
 from processing.logic.validate import failure_reasons
 from processing.spec import schema as s
@@ -28,6 +29,8 @@ class BatchResult:
     valid: pa.Table
     rejected: pa.Table
     reasons: Counter[str] = field(default_factory=Counter)
+    #: the batch's counts by hour, platform and reason (see :mod:`processing.logic.profile`)
+    profile: prof.Profile = field(default_factory=prof.empty)
 
 
 def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -76,10 +79,13 @@ def split_batch(
             schema=s.REJECTED_SCHEMA,
         )
         counts = Counter(rs[0] for rs in reasons)
+        rejected_times = normalised.column(s.EVENT_DATETIME).take(bad_rows)
+        first_reasons = [rs[0] for rs in reasons]
     else:
         valid = normalised
         rejected = s.REJECTED_SCHEMA.empty_table()
         counts = Counter()
+        rejected_times, first_reasons = pa.array([], pa.timestamp("us", tz="UTC")), []
 
     valid = valid.select(s.VALID_SCHEMA.names).cast(s.VALID_SCHEMA)
     if valid.num_rows + rejected.num_rows != n:
@@ -87,4 +93,10 @@ def split_batch(
             f"batch at row {first_row} of {piece}: read {n}, valid {valid.num_rows} + rejected "
             f"{rejected.num_rows} do not add up"
         )
-    return BatchResult(rows_read=n, valid=valid, rejected=rejected, reasons=counts)
+    return BatchResult(
+        rows_read=n,
+        valid=valid,
+        rejected=rejected,
+        reasons=counts,
+        profile=prof.of_batch(valid, rejected_times, first_reasons),
+    )

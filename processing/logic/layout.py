@@ -2,6 +2,8 @@
 
     <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS-TTTTTTTT.parquet  published events
     <dest>/events/event_date=D/_manifest.json                 the switch: written last
+    <dest>/events/event_date=D/_reports/quality-T.{json,html}  the run's data-quality report
+    <dest>/events/event_date=D/_reports/dask-performance-T.html  its Dask performance report
     <dest>/rejected/event_date=D/part-PPPPP-SSS-TTTTTTTT.parquet  published rejected rows
     <dest>/_staging/event_date=D/run_id=R/{events,rejected}/...   one run's staging
     <dest>/_previous/event_date=D/{events,rejected}/...           the version published before
@@ -28,6 +30,8 @@ from processing.spec.errors import ConfigError
 EVENTS = "events"
 REJECTED = "rejected"
 MANIFEST = "_manifest.json"
+#: Beside the manifest: the run's reports (listed in its manifest, published with its files).
+REPORTS = "_reports"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 _EVENT_NAME = re.compile(r.PATTERNS[s.EVENT_NAME])
 
@@ -116,6 +120,11 @@ def partition_dir(event_name: str) -> str:
     if not _EVENT_NAME.fullmatch(event_name):
         raise ValueError(f"event name {event_name!r} is not a safe partition value")
     return f"{s.EVENT_NAME}={event_name}"
+
+
+def report_file(kind: str, tag: str, suffix: str) -> str:
+    """A report's path relative to the events date directory (staged or published)."""
+    return f"{REPORTS}/{kind}-{tag}.{suffix}"
 
 
 def relative_event_file(event_name: str, piece: int, sequence: int, tag: str) -> str:

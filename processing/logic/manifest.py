@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from processing.logic import profile as prof
 from processing.spec.errors import AuditError
 from processing.spec.schema import SCHEMA_VERSION
 
@@ -34,6 +35,8 @@ class PieceResult:
     rejected_by_reason: dict[str, int]
     files: tuple[FileInfo, ...]
     seconds: float = 0.0
+    #: counts by hour, platform and reason, for the quality report (:mod:`.profile`)
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class RunTotals:
     rejected_by_reason: dict[str, int]
     valid_by_event: dict[str, int]
     files: tuple[FileInfo, ...] = field(repr=False)
+    #: the pieces' profiles added up (an empty profile if no piece made one)
+    profile: dict[str, Any] = field(default_factory=prof.empty, repr=False)
 
     @property
     def bytes_written(self) -> int:
@@ -72,6 +77,11 @@ def reconcile(pieces: Iterable[PieceResult]) -> RunTotals:
                 f"{p.piece}: files hold {file_valid} valid / {file_rejected} rejected rows, "
                 f"counted {p.rows_valid} / {p.rows_rejected}"
             )
+        if p.profile and prof.rows(p.profile) != (p.rows_valid, p.rows_rejected):
+            problems.append(
+                f"{p.piece}: its profile counts {prof.rows(p.profile)} valid/rejected rows, "
+                f"counted {p.rows_valid} / {p.rows_rejected}"
+            )
         reasons.update(p.rejected_by_reason)
         for f in p.files:
             if f.dataset == "events" and f.event_name is not None:
@@ -89,6 +99,7 @@ def reconcile(pieces: Iterable[PieceResult]) -> RunTotals:
         rejected_by_reason=dict(sorted(reasons.items())),
         valid_by_event=dict(sorted(by_event.items())),
         files=tuple(sorted(files, key=lambda f: (f.dataset, f.path))),
+        profile=prof.add(p.profile for p in pieces),
     )
 
 

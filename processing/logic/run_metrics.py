@@ -33,8 +33,15 @@ def _date(date: dt.date) -> Sample:
     )
 
 
-def success(manifest: Mapping[str, Any], publish_seconds: float, now: float) -> list[Sample]:
-    """The run that published ``manifest``: its counts, sizes, times, and when it succeeded."""
+def success(
+    manifest: Mapping[str, Any],
+    publish_seconds: float,
+    now: float,
+    volume_ratios: Mapping[str, float] | None = None,
+) -> list[Sample]:
+    """The run that published ``manifest``: its counts, sizes, times, and when it succeeded;
+    with ``volume_ratios`` (baseline to ratio, from the quality report), the day's rows read
+    against the same weekday a week earlier and against the trailing mean."""
     m = manifest
     samples = [
         _date(dt.date.fromisoformat(m["date"])),
@@ -85,6 +92,15 @@ def success(manifest: Mapping[str, Any], publish_seconds: float, now: float) -> 
     samples += [
         Sample(f"{PREFIX}stage_seconds", "Seconds each stage of the run took", s, {"stage": stage})
         for stage, s in stages.items()
+    ]
+    samples += [
+        Sample(
+            f"{PREFIX}volume_ratio",
+            "Rows read for the date against a baseline of earlier published days",
+            ratio,
+            {"baseline": baseline},
+        )
+        for baseline, ratio in sorted((volume_ratios or {}).items())
     ]
     return samples
 

@@ -135,6 +135,10 @@ class Settings:
         default=None,
         metadata=_opt(help="Prometheus Pushgateway URL for the run's metrics (none: no push)"),
     )
+    performance_report: bool = field(
+        default=True,
+        metadata=_opt(parse_bool, help="keep the Dask performance report beside the manifest"),
+    )
     # --- notices to people from the Airflow DAG (failure, and success after a failure) ---
     notify_slack_webhook: str | None = field(
         default=None,

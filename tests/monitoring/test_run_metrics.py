@@ -5,6 +5,7 @@ not stop a run."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -68,3 +69,25 @@ def test_a_pushgateway_that_is_down_does_not_stop_the_run(cli, tmp_path: Path) -
                "--pushgateway", "http://127.0.0.1:9")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "could not push the run's metrics" in done.stderr
+
+
+def test_the_volume_against_the_week_before_is_pushed_as_the_report_says(
+    cli, generate, pushgateway: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "lake"
+    week_ago = (dt.date.fromisoformat(DATE) - dt.timedelta(7)).isoformat()
+    for date, rows in ((week_ago, 3_000), (DATE, 1_200)):
+        done = cli("run", "--date", date, "--source", generate(f"{date}.jsonl.gz", date, rows),
+                   "--dest", dest, "--workers", "1", "--no-performance-report",
+                   "--pushgateway", pushgateway)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    m = processing.read_manifest(str(dest), dt.date.fromisoformat(DATE))
+    assert m is not None
+    entry = next(e for e in m["reports"] if e["kind"] == "quality_json")
+    report = json.loads((dest / "events" / f"event_date={DATE}" / entry["path"]).read_text())
+    metrics = scrape(pushgateway)
+    ratio = _group(metrics, "events_lake_volume_ratio", baseline="same_weekday")
+    assert ratio == report["comparison"]["volume"]["same_weekday"]["ratio"] == 0.4
+    # one day of history is too few for a trailing mean: no sample, rather than a wrong one
+    assert not [k for k in metrics if k[0] == "events_lake_volume_ratio"
+                and ("baseline", "trailing_mean") in k[1]]  # fmt: skip

@@ -1,0 +1,244 @@
+"""The day's profile, the data-quality report made from it, and its HTML page (pure logic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from processing.logic import profile as prof
+from processing.logic import quality, quality_html, run_metrics
+from processing.logic.batch import split_batch
+from processing.logic.generate import GenerateParams, generate
+from processing.logic.manifest import PieceResult, reconcile
+from processing.spec.errors import AuditError
+
+DATE = dt.date(2023, 10, 23)  # a Monday
+NOW = dt.datetime(2023, 10, 24, 3, tzinfo=dt.UTC)
+
+
+# --- the profile -------------------------------------------------------------------------------
+def _day(rows: int, bad: float, seed: int = 1) -> pa.Table:
+    return next(generate(GenerateParams(DATE, rows, bad_fraction=bad, seed=seed)))
+
+
+def test_a_batch_profile_counts_every_row_once_by_hour_platform_and_reason() -> None:
+    batch = _day(20_000, 0.1)
+    result = split_batch(batch, DATE, "p")
+    p = result.profile
+    assert prof.rows(p) == (result.valid.num_rows, result.rejected.num_rows)
+    assert len(p["valid_by_hour"]) == prof.HOURS
+    hours = pa.compute.hour(result.valid.column("event_datetime")).to_pylist()
+    assert p["valid_by_hour"] == [hours.count(h) for h in range(prof.HOURS)]
+    platforms = result.valid.column("platform").to_pylist()
+    assert p["valid_by_platform"] == {k: platforms.count(k) for k in set(platforms)}
+    reasons = result.rejected.column("reason").to_pylist()
+    assert {r: sum(h) for r, h in p["rejected_by_hour"].items()} == {
+        r: reasons.count(r) for r in set(reasons)
+    }
+    # rows without a time are counted apart, never in hour 0
+    missing = p["rejected_by_hour"]["event_datetime:missing"]
+    assert missing[prof.NO_TIME] == sum(missing) > 0
+
+
+def test_profiles_add_up_in_any_order() -> None:
+    parts = [split_batch(_day(5_000, 0.05, seed), DATE, "p").profile for seed in (1, 2, 3)]
+    assert prof.add(parts) == prof.add(reversed(parts)) == prof.add([*parts, None, {}])
+    total = prof.add(parts)
+    assert prof.rows(total) == tuple(map(sum, zip(*(prof.rows(p) for p in parts), strict=True)))
+    assert prof.add([]) == prof.empty()
+
+
+def test_a_piece_whose_profile_disagrees_with_its_counts_fails_the_reconciliation() -> None:
+    result = split_batch(_day(1_000, 0.1), DATE, "p")
+    piece = PieceResult(
+        piece="p",
+        rows_read=result.rows_read,
+        rows_valid=result.valid.num_rows,
+        rows_rejected=result.rejected.num_rows,
+        rejected_by_reason=dict(result.reasons),
+        files=(),
+        profile={**result.profile, "valid_by_hour": [0] * prof.HOURS},
+    )
+    with pytest.raises(AuditError, match="profile counts"):
+        reconcile([piece])
+
+
+# --- the report ---------------------------------------------------------------------------------
+def _manifest(date: dt.date, rows: int, rejected: int = 0, **events: int) -> dict[str, Any]:
+    by_event = events or {"view": rows - rejected}
+    return {
+        "run_id": f"run-{date}",
+        "date": date.isoformat(),
+        "rows_read": rows,
+        "rows_valid": rows - rejected,
+        "rows_rejected": rejected,
+        "valid_by_event": by_event,
+        "rejected_by_reason": {"user_id:missing": rejected} if rejected else {},
+    }
+
+
+def _profile(valid: int, rejected: int = 0, hours: range = range(24)) -> dict[str, Any]:
+    by_hour = [0] * prof.HOURS
+    for i in range(valid):
+        by_hour[hours[i % len(hours)]] += 1
+    return {
+        "valid_by_hour": by_hour,
+        "valid_by_platform": {"web": valid // 2, "ios": valid - valid // 2},
+        "rejected_by_hour": {"user_id:missing": [rejected] + [0] * prof.HOURS} if rejected else {},
+    }
+
+
+def _history(rows_by_days_ago: dict[int, int]) -> list[quality.Summary]:
+    return [
+        quality.summary(_manifest(DATE - dt.timedelta(d), n), _profile(n))
+        for d, n in rows_by_days_ago.items()
+    ]
+
+
+WEEK = {d: 10_000 for d in range(1, 8)}
+
+
+def _report(manifest: dict[str, Any], profile: Any, history: list[Any]) -> dict[str, Any]:
+    return quality.report(manifest, profile, history, NOW)
+
+
+def _checks(report: dict[str, Any], severity: str = "warning") -> list[str]:
+    return [f["check"] for f in report["findings"] if f["severity"] == severity]
+
+
+def test_a_day_like_the_week_before_has_no_finding_and_ratios_of_one() -> None:
+    report = _report(_manifest(DATE, 10_000), _profile(10_000), _history(WEEK))
+    assert report["findings"] == []
+    assert quality.volume_ratios(report) == {"same_weekday": 1.0, "trailing_mean": 1.0}
+    assert report["comparison"]["volume"]["same_weekday"]["date"] == "2023-10-16"
+    assert [h["date"] for h in report["history"]] == [
+        (DATE - dt.timedelta(d)).isoformat() for d in range(1, 8)
+    ]
+    json.dumps(report)  # JSON-ready
+
+
+def test_volume_is_compared_with_the_same_weekday_first() -> None:
+    # weekends are quiet: a Monday that matches last Monday is fine, even against a quiet week
+    quiet_weekend = {**WEEK, 1: 4_000, 2: 4_000}
+    report = _report(_manifest(DATE, 10_000), _profile(10_000), _history(quiet_weekend))
+    assert "volume" not in _checks(report)
+    # half of last Monday is flagged, whatever the days between say
+    report = _report(_manifest(DATE, 4_000), _profile(4_000), _history(quiet_weekend))
+    assert "volume" in _checks(report)
+    assert quality.volume_ratios(report)["same_weekday"] == 0.4
+    spike = _report(_manifest(DATE, 25_000), _profile(25_000), _history(WEEK))
+    assert "2.50x the same weekday" in " ".join(f["message"] for f in spike["findings"])
+
+
+def test_without_the_same_weekday_the_trailing_mean_is_used_with_wider_bounds() -> None:
+    no_monday = {d: 10_000 for d in (1, 2, 3, 4)}
+    fine = _report(_manifest(DATE, 4_500), _profile(4_500), _history(no_monday))
+    assert quality.volume_ratios(fine) == {"trailing_mean": 0.45}
+    assert "volume" not in _checks(fine)  # 0.45 is inside the trailing bounds (0.4-2.5)
+    low = _report(_manifest(DATE, 3_000), _profile(3_000), _history(no_monday))
+    assert "volume" in _checks(low)
+    # fewer than three days of history: no trailing comparison at all
+    short = _report(_manifest(DATE, 100), _profile(100), _history({1: 10_000, 2: 10_000}))
+    assert quality.volume_ratios(short) == {}
+    assert "volume" not in _checks(short)
+
+
+def test_no_history_is_said_plainly() -> None:
+    report = _report(_manifest(DATE, 100), _profile(100), [])
+    assert _checks(report, "info") == ["history"]
+    assert report["comparison"]["volume"] == {
+        "rows_read": 100,
+        "same_weekday": None,
+        "trailing_mean": None,
+    }
+
+
+def test_rejected_share_missing_event_new_reason_and_empty_hours_are_flagged() -> None:
+    history = [
+        quality.summary(_manifest(DATE - dt.timedelta(d), 10_000, view=6_000, cart=4_000), None)
+        | {"valid_by_hour": _profile(10_000)["valid_by_hour"]}
+        for d in range(1, 8)
+    ]
+    day = _manifest(DATE, 10_000, rejected=800, view=9_200)  # no "cart"; 8% rejected
+    report = _report(day, _profile(9_200, 800, hours=range(6, 24)), history)
+    messages = " | ".join(f["message"] for f in report["findings"])
+    assert set(_checks(report)) >= {"rejected", "event_name", "hourly"}
+    assert "8.0% of the rows read were rejected" in messages
+    assert "'cart' is missing" in messages
+    assert "00:00, 01:00, 02:00, 03:00, 04:00, 05:00 UTC" in messages
+    assert "new rejection reason user_id:missing" in messages
+    assert report["findings"][0]["severity"] == "warning"  # most serious first
+
+
+def test_a_rejected_share_far_above_the_usual_is_flagged_below_the_threshold_too() -> None:
+    history = [
+        quality.summary(_manifest(DATE - dt.timedelta(d), 10_000, rejected=20), None)
+        for d in range(1, 8)
+    ]
+    report = _report(_manifest(DATE, 10_000, rejected=300), None, history)
+    assert "rejected" in _checks(report)  # 3% against 0.2%: under 5%, still flagged
+
+
+def test_days_published_before_profiles_are_compared_on_what_they_have() -> None:
+    history = [quality.summary(_manifest(DATE - dt.timedelta(d), 10_000), None) for d in WEEK]
+    report = _report(_manifest(DATE, 10_000), _profile(10_000), history)
+    assert report["findings"] == []
+    assert report["comparison"]["platform_mix"][0]["trailing_share"] is None
+    assert report["comparison"]["hourly"][0]["trailing_share"] is None
+    assert "<svg" in quality_html.render(report)
+
+
+def test_a_profile_that_does_not_match_the_manifest_is_refused() -> None:
+    with pytest.raises(ValueError, match="profile"):
+        _report(_manifest(DATE, 10_000), _profile(9_000), [])
+
+
+def test_the_history_is_kept_to_the_seven_latest_days_newest_first() -> None:
+    history = _history({d: 10_000 for d in range(1, 12)})
+    report = _report(_manifest(DATE, 10_000), _profile(10_000), list(reversed(history)))
+    assert [h["date"] for h in report["history"]] == [
+        (DATE - dt.timedelta(d)).isoformat() for d in range(1, 8)
+    ]
+
+
+def test_volume_ratios_become_metrics() -> None:
+    report = _report(_manifest(DATE, 5_000), _profile(5_000), _history(WEEK))
+    manifest = {
+        **_manifest(DATE, 5_000),
+        "bytes_written": 1,
+        "files": [],
+        "duration_seconds": 1.0,
+        "rows_per_second": 1.0,
+    }
+    samples = run_metrics.success(manifest, 0.1, 1.0, quality.volume_ratios(report))
+    ratios = {
+        s.labels["baseline"]: s.value for s in samples if s.name == "events_lake_volume_ratio"
+    }
+    assert ratios == {"same_weekday": 0.5, "trailing_mean": 0.5}
+    assert not [s for s in run_metrics.success(manifest, 0.1, 1.0) if "volume" in s.name]
+
+
+# --- the page ----------------------------------------------------------------------------------
+def test_the_page_is_self_contained_and_shows_the_findings() -> None:
+    history = _history(WEEK)
+    report = _report(_manifest(DATE, 4_000, rejected=900), _profile(3_100, 900), history)
+    page = quality_html.render(report)
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<svg") == 6  # daily, hourly, event mix, platform mix, reasons, hours
+    assert not re.search(r"<script|(src|href)=\S*https?:|@import", page)  # nothing fetched
+    assert "purl.org" not in page  # no SVG metadata
+    for finding in report["findings"]:
+        assert finding["message"].replace("'", "&#x27;") in page
+    assert quality_html.render(report) == page  # the same report renders the same page
+
+
+def test_the_page_escapes_what_it_shows() -> None:
+    day = _manifest(DATE, 10, **{"<script>alert(1)</script>": 10})
+    page = quality_html.render(_report(day, None, []))
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
