@@ -26,19 +26,17 @@ th:first-child, td:first-child { text-align: left; }
 _TODAY, _BEFORE = "#1f77b4", "#aaaaaa"
 
 
-#: matplotlib settings while the page renders (applied to these figures only)
-_RC = {
-    "svg.hashsalt": "events-lake",  # the same report renders the same page
-    "svg.fonttype": "none",  # text as text: a fifth of the size, and searchable
-}
-
-
 def _svg(fig: Any) -> str:
     import matplotlib
 
     buffer = io.StringIO()
     no_metadata = {"Date": None, "Creator": None, "Format": None, "Type": None}
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(
+        {
+            "svg.hashsalt": "events-lake",  # the same report renders the same page
+            "svg.fonttype": "none",  # text as text: a fifth of the size, and searchable
+        }
+    ):
         fig.savefig(buffer, format="svg", bbox_inches="tight", metadata=no_metadata)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog and doctype: it is inline
