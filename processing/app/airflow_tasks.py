@@ -177,9 +177,16 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
         report = stages.publish(settings_for(context), pipeline_run_id(context))
     m = report.manifest
     log.info("published %s: %s", m.get("date"), report.manifest_path)
+    if report.quality_report:
+        log.info("quality report: %s", report.quality_report)
+    warnings = [f["message"] for f in report.findings if f["severity"] == "warning"]
+    for message in warnings:
+        log.warning("quality of %s: %s", m.get("date"), message)
     return {
         "run_id": m.get("run_id"),
         "manifest": report.manifest_path,
+        "quality_report": report.quality_report,
+        "quality_warnings": len(warnings),
         "rows_read": m.get("rows_read"),
         "rows_valid": m.get("rows_valid"),
         "rows_rejected": m.get("rows_rejected"),

@@ -116,6 +116,8 @@ def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
     assert manifest["rows_read"] == manifest["rows_valid"] + manifest["rows_rejected"] > 4000
     assert manifest["source"] == f"bigquery://{TABLE}"
     assert manifest["source_details"]["snapshot_time"]
+    kinds = {e["kind"] for e in manifest["reports"]}  # published beside it, from the tasks
+    assert kinds == {"quality_json", "quality_html", "dask_performance"}
     rows = _rows(pipeline_env)
     assert len(rows) == manifest["rows_valid"]
     assert _leftovers(pipeline_env) == []  # no staging, the date's lock released
