@@ -73,6 +73,10 @@ def dashboard_link(client: Client) -> str | None:
     if isinstance(cluster, LocalCluster):
         server = getattr(cluster.scheduler, "http_server", None)
         return f"http://127.0.0.1:{server.port}/status" if server else None
+    if str(client.scheduler.address).startswith("inproc://"):  # a LocalCluster of threads,
+        # reached by address from its own process (a notebook): its dashboard is local
+        port = client.scheduler_info().get("services", {}).get("dashboard")
+        return f"http://127.0.0.1:{port}/status" if port else None
     try:
         return client.dashboard_link
     except Exception:  # no dashboard (bokeh missing or disabled) is not an error

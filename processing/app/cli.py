@@ -184,14 +184,14 @@ def summary(report: Any) -> str:
         f"  publish       both versions listable for {report.publish_window_seconds:.2f} s",
     ]
     if report.quality_report:
-        warnings = [f for f in report.findings if f["severity"] == "warning"]
+        warnings = [f["message"] for f in report.findings if f["severity"] == "warning"]
+        notes = [f["message"] for f in report.findings if f["severity"] != "warning"]
         lines.append(f"  quality       {report.quality_report}")
-        lines.append(
-            "                nothing unusual against the days before"
-            if not warnings
-            else f"                {len(warnings)} warning(s):"
-        )
-        lines += [f"                - {f['message']}" for f in warnings]
+        if warnings:
+            lines.append(f"                {len(warnings)} warning(s):")
+        lines += [f"                - {message}" for message in warnings or notes]
+        if not report.findings:
+            lines.append("                nothing unusual against the days before")
     return "\n".join(lines)
 
 

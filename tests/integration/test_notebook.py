@@ -1,12 +1,15 @@
-"""The analysts' notebook: committed without outputs, and runs end to end on a fresh lake.
+"""The notebooks: committed without outputs, and each runs end to end on a fresh lake.
 
-The slow test generates a day, publishes it with the CLI (subprocesses, as a user would), then
-executes ``notebooks/01_explore_events.ipynb`` with nbclient against that lake.
+``01_explore_events``: the slow test generates a day, publishes it with the CLI (subprocesses, as
+a user would), then executes the notebook with nbclient against that lake.
+``02_run_and_rerun``: executed on an empty lake; it plans, runs and reruns the sample day itself
+(the BigQuery emulator and a LocalCluster in its kernel) and compares the two runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import processing
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK = NOTEBOOKS / "01_explore_events.ipynb"
+RUN_AND_RERUN = NOTEBOOKS / "02_run_and_rerun.ipynb"
 ROWS = 20_000
 
 
@@ -74,8 +78,9 @@ def python3_kernel(
     return "python3"
 
 
-def test_committed_notebook_is_valid_and_stripped() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("notebook", [NOTEBOOK, RUN_AND_RERUN], ids=lambda p: p.stem)
+def test_committed_notebook_is_valid_and_stripped(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code, "the notebook has no code cells"
@@ -137,3 +142,51 @@ def test_notebook_runs_on_a_fresh_lake(
         f"no output mentions rows_read={rows_read}"
     )
     assert "matches pyarrow: True" in text, "DuckDB and pyarrow disagree on the day's events"
+
+
+def _execute(notebook: Path, kernel: str, env: dict[str, str]) -> tuple[nbformat.NotebookNode, str]:
+    """Run every cell (raising on the first error); return the notebook and its output text."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("EVENTS_")}
+    client = NotebookClient(
+        nb, kernel_name=kernel, timeout=300, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute(env={**keep, "MPLBACKEND": "Agg", **env})
+    unexecuted = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count is None
+    ]
+    assert not unexecuted, f"cells not executed: {unexecuted}"
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    errors = [_output_text(o) for o in outputs if o.output_type == "error"]
+    assert not errors, "\n\n".join(errors)
+    return nb, "\n".join(_output_text(o) for o in outputs)
+
+
+@pytest.mark.slow
+def test_run_and_rerun_notebook_plans_runs_reruns_and_compares(
+    tmp_path: Path, sample_date: dt.date, python3_kernel: str
+) -> None:
+    lake = tmp_path / "lake"
+    _, text = _execute(
+        RUN_AND_RERUN, python3_kernel, {"EVENTS_LAKE": str(lake), "EVENTS_DATE": str(sample_date)}
+    )
+    assert "Dask dashboard: http://127.0.0.1:" in text
+    assert "projects/" in text and "sessions/" in text  # a real read session was planned
+    for line in (
+        "published is the rerun: True",
+        "previous is the first run: True",
+        "counts match: True",
+        "no file name shared: True",
+        "quality reports agree on the day: True",
+    ):
+        assert line in text, f"the notebook did not print {line!r}"
+    published = processing.read_manifest(str(lake), sample_date)
+    assert published is not None and published["run_id"] in text
+    previous = lake / "_previous" / f"event_date={sample_date}" / "events"
+    assert json.loads((previous / "_manifest.json").read_text())["run_id"] in text
+    assert {e["kind"] for e in published["reports"]} == {
+        "quality_json", "quality_html", "dask_performance"
+    }  # fmt: skip
+    assert "<iframe srcdoc=" in text  # the quality page, shown inline
