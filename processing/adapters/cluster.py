@@ -73,8 +73,9 @@ def dashboard_link(client: Client) -> str | None:
     if isinstance(cluster, LocalCluster):
         server = getattr(cluster.scheduler, "http_server", None)
         return f"http://127.0.0.1:{server.port}/status" if server else None
-    if str(client.scheduler.address).startswith("inproc://"):  # a LocalCluster of threads,
-        # reached by address from its own process (a notebook): its dashboard is local
+    # a LocalCluster of threads reached by address from its own process (a notebook): its
+    # dashboard listens locally, not on the host's address that dashboard_link would give
+    if str(getattr(client.scheduler, "address", "")).startswith("inproc://"):
         port = client.scheduler_info().get("services", {}).get("dashboard")
         return f"http://127.0.0.1:{port}/status" if port else None
     try:
