@@ -398,6 +398,7 @@ def _quality_report(
     profile: dict[str, Any] | None = totals.profile
     if prof.rows(totals.profile) != (totals.rows_valid, totals.rows_rejected):
         profile = None  # pieces staged by a version of the pipeline without profiles
+    began = time.perf_counter()
     try:
         history = storage_step(reports.history, fs, layout, settings.date)
         report = quality.report(manifest, profile, history, utcnow())
@@ -412,6 +413,7 @@ def _quality_report(
     except Exception as e:
         log.warning("no quality report for %s: %s: %s", settings.date, type(e).__name__, e)
         return None, []
+    log.info("quality report of %s in %.2f s", settings.date, time.perf_counter() - began)
     for finding in report["findings"]:
         log.log(
             logging.WARNING if finding["severity"] == "warning" else logging.INFO,
@@ -524,12 +526,14 @@ def _performance_report(
             yield kept
             return
         yield kept
+        began = time.perf_counter()
         try:
             recorder.__exit__(None, None, None)
             with open(path, "rb") as f:
                 data = f.read()
             kind = reports.DASK_PERFORMANCE
             kept.append(reports.write(fs, layout, settings.date, staging_id, kind=kind, data=data))
+            log.info("Dask performance report in %.2f s", time.perf_counter() - began)
         except Exception as e:
             log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
 

@@ -1,18 +1,18 @@
 """The data-quality report as one self-contained HTML page (pure: a report dict in, text out).
 
-Plots are drawn with matplotlib and inlined as SVG, so the page needs no network, no script and
-no other file: it opens from S3, from an e-mail or from a laptop. Everything shown comes from the
-report (:mod:`processing.logic.quality`), which holds counts only.
+Plots are inline SVG (:mod:`processing.logic.svg_chart`), so the page needs no network, no
+script and no other file: it opens from S3, from an e-mail or from a laptop. Everything shown
+comes from the report (:mod:`processing.logic.quality`), which holds counts only.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from processing.logic.profile import HOURS, NO_TIME
+from processing.logic import svg_chart as chart
+from processing.logic.profile import HOURS
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -23,142 +23,109 @@ th:first-child, td:first-child { text-align: left; }
 .warning { color: #a40000; } .info { color: #555; } .ok { color: #176d1a; }
 .muted { color: #777; font-size: .85rem; } svg { max-width: 100%; height: auto; }
 """
-_TODAY, _BEFORE = "#1f77b4", "#aaaaaa"
-
-
-def _svg(fig: Any) -> str:
-    import matplotlib
-
-    buffer = io.StringIO()
-    no_metadata = {"Date": None, "Creator": None, "Format": None, "Type": None}
-    with matplotlib.rc_context(
-        {
-            "svg.hashsalt": "events-lake",  # the same report renders the same page
-            "svg.fonttype": "none",  # text as text: a fifth of the size, and searchable
-        }
-    ):
-        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata=no_metadata)
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: it is inline
-
-
-def _figure(width: float, height: float) -> tuple[Any, Any]:
-    """A figure of its own: no pyplot, so no global state and no backend switched (the page
-    can render in a notebook, or in threads, without touching their plots)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    return fig, fig.subplots()
-
-
-def _colours(n: int) -> list[Any]:
-    """``n`` distinct colours (a reason keeps its colour in both plots: same sorted order)."""
-    import matplotlib
-
-    palette = matplotlib.colormaps["tab20"]
-    return [palette(i % 20) for i in range(n)]
+_TODAY, _BEFORE, _REJECTED = "#1f77b4", "#aaaaaa", "#d62728"
 
 
 def _hourly_plot(report: Mapping[str, Any]) -> str | None:
     hourly = report["comparison"]["hourly"]
     if hourly is None:
         return None
-    fig, ax = _figure(10, 3.2)
     total = report["day"]["rows_valid"]
-    ax.bar(range(HOURS), [r["rows"] for r in hourly], color=_TODAY, label=report["date"])
+    usual = None
     if hourly[0]["trailing_share"] is not None:
         expected = [r["trailing_share"] * total for r in hourly]
-        ax.plot(range(HOURS), expected, color="black", marker=".", label="same total, usual shape")
-    ax.set_xticks(range(HOURS))
-    ax.set_xlabel("hour (UTC)")
-    ax.set_ylabel("valid rows")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("Valid rows by hour, against the previous days' hourly shape")
-    return _svg(fig)
+        usual = chart.Series("same total, usual shape", expected, "#000000")
+    return chart.bars(
+        [f"{h:02d}" for h in range(HOURS)],
+        [chart.Series(report["date"], [r["rows"] for r in hourly], _TODAY)],
+        line=usual,
+        title="Valid rows by hour, against the previous days' hourly shape",
+        y_label="valid rows",
+        x_label="hour (UTC)",
+    )
 
 
 def _mix_plot(rows: Sequence[Mapping[str, Any]] | None, title: str) -> str | None:
     if not rows:
         return None
     rows = list(rows)[:15]
-    fig, ax = _figure(10, 0.35 * len(rows) + 1.2)
-    positions = range(len(rows))
-    ax.barh(
-        [p + 0.2 for p in positions],
-        [100 * r["share"] for r in rows],
-        height=0.4,
-        color=_TODAY,
-        label="this day",
-    )
+    series = [chart.Series("this day", [100 * r["share"] for r in rows], _TODAY)]
     if rows[0]["trailing_share"] is not None:
-        ax.barh(
-            [p - 0.2 for p in positions],
-            [100 * (r["trailing_share"] or 0) for r in rows],
-            height=0.4,
-            color=_BEFORE,
-            label="previous days (mean)",
-        )
-    ax.set_yticks(list(positions), [str(r["value"]) for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("% of the day's valid rows")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(title)
-    return _svg(fig)
+        before = [100 * (r["trailing_share"] or 0) for r in rows]
+        series.append(chart.Series("previous days (mean)", before, _BEFORE))
+    return chart.paired_hbars(
+        [str(r["value"]) for r in rows],
+        series,
+        title=title,
+        x_label="% of the day's valid rows",
+        suffix="%",
+    )
+
+
+def _days(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [*reversed(report["history"]), report["day"]]
 
 
 def _daily_plot(report: Mapping[str, Any]) -> str:
-    days = [*reversed(report["history"]), report["day"]]
-    fig, ax = _figure(10, 3.2)
-    labels = [f"{d['date'][5:]}\n{d['weekday'][:3]}" for d in days]
-    valid = [d["rows_valid"] for d in days]
-    ax.bar(labels, valid, color=[_BEFORE] * (len(days) - 1) + [_TODAY], label="valid")
-    rejected = [d["rows_rejected"] for d in days]
-    ax.bar(labels, rejected, bottom=valid, color="#d62728", label="rejected")
-    ax.set_ylabel("rows read")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("Rows read per published day")
-    return _svg(fig)
+    days = _days(report)
+    valid = [d["rows_valid"] if d is report["day"] else 0 for d in days]
+    before = [0 if d is report["day"] else d["rows_valid"] for d in days]
+    return chart.bars(
+        [f"{d['date'][5:]}\n{d['weekday'][:3]}" for d in days],
+        [
+            chart.Series("valid, earlier days", before, _BEFORE),
+            chart.Series("valid, this day", valid, _TODAY),
+            chart.Series("rejected", [d["rows_rejected"] for d in days], _REJECTED),
+        ],
+        title="Rows read per published day",
+        y_label="rows read",
+    )
 
 
 def _reasons_plot(report: Mapping[str, Any]) -> str | None:
-    days = [*reversed(report["history"]), report["day"]]
+    days = _days(report)
     reasons = sorted({r for d in days for r in d["rejected_by_reason"]})
     if not reasons:
         return None
-    fig, ax = _figure(10, 3.6)
-    labels = [d["date"][5:] for d in days]
-    bottom = [0.0] * len(days)
-    colours = _colours(len(reasons))
-    for reason, colour in zip(reasons, colours, strict=True):
-        share = [
-            100 * d["rejected_by_reason"].get(reason, 0) / d["rows_read"] if d["rows_read"] else 0
-            for d in days
-        ]
-        ax.bar(labels, share, bottom=bottom, label=reason, color=colour)
-        bottom = [a + b for a, b in zip(bottom, share, strict=True)]
-    ax.set_ylabel("% of rows read")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
-    ax.set_title("Rejected rows by reason, per published day")
-    return _svg(fig)
+    series = [
+        chart.Series(
+            reason,
+            [
+                100 * d["rejected_by_reason"].get(reason, 0) / d["rows_read"]
+                if d["rows_read"]
+                else 0.0
+                for d in days
+            ],
+            chart.colour(i),
+        )
+        for i, reason in enumerate(reasons)
+    ]
+    return chart.bars(
+        [d["date"][5:] for d in days],
+        series,
+        title="Rejected rows by reason, per published day",
+        y_label="% of rows read",
+        suffix="%",
+    )
 
 
 def _rejected_hours_plot(report: Mapping[str, Any]) -> str | None:
     by_hour = report["day"]["rejected_by_hour"]
     if not by_hour:
         return None
-    fig, ax = _figure(10, 3.2)
-    labels = [f"{h:02d}" for h in range(HOURS)] + ["no time"]
-    bottom = [0] * (NO_TIME + 1)
-    reasons = sorted(by_hour.items())
-    for (reason, hours), colour in zip(reasons, _colours(len(reasons)), strict=True):
-        ax.bar(labels, hours, bottom=bottom, label=reason, color=colour)
-        bottom = [a + b for a, b in zip(bottom, hours, strict=True)]
-    ax.set_xlabel("hour of the row's time (UTC)")
-    ax.set_ylabel("rejected rows")
-    ax.tick_params(axis="x", labelsize=7)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
-    ax.set_title(f"Rejected rows by hour and reason, {report['date']}")
-    return _svg(fig)
+    days = _days(report)
+    reasons = sorted({r for d in days for r in d["rejected_by_reason"]})  # the colours above
+    series = [
+        chart.Series(reason, hours, chart.colour(reasons.index(reason)))
+        for reason, hours in sorted(by_hour.items())
+    ]
+    return chart.bars(
+        [f"{h:02d}" for h in range(HOURS)] + ["none"],
+        series,
+        title=f"Rejected rows by hour and reason, {report['date']}",
+        y_label="rejected rows",
+        x_label="hour of the row's time (UTC); none: no usable time",
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pyarrow as pa
@@ -12,6 +14,7 @@ import pytest
 
 from processing.logic import profile as prof
 from processing.logic import quality, quality_html, run_metrics
+from processing.logic import svg_chart as chart
 from processing.logic.batch import split_batch
 from processing.logic.generate import GenerateParams, generate
 from processing.logic.manifest import PieceResult, reconcile
@@ -231,7 +234,8 @@ def test_the_page_is_self_contained_and_shows_the_findings() -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert page.count("<svg") == 6  # daily, hourly, event mix, platform mix, reasons, hours
     assert not re.search(r"<script|(src|href)=\S*https?:|@import", page)  # nothing fetched
-    assert "purl.org" not in page  # no SVG metadata
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        ET.fromstring(svg)  # each chart is well-formed SVG
     for finding in report["findings"]:
         assert finding["message"].replace("'", "&#x27;") in page
     assert quality_html.render(report) == page  # the same report renders the same page
@@ -242,3 +246,49 @@ def test_the_page_escapes_what_it_shows() -> None:
     page = quality_html.render(_report(day, None, []))
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
+
+
+# --- the charts --------------------------------------------------------------------------------
+def _rects(svg: str) -> list[ET.Element]:
+    root = ET.fromstring(svg)  # well-formed XML, or this raises
+    ns = "{http://www.w3.org/2000/svg}"
+    return [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
+
+
+def _title(element: ET.Element) -> str:
+    return "".join(element.itertext())
+
+
+def test_stacked_bars_are_drawn_to_scale_and_skip_zeros() -> None:
+    svg = chart.bars(
+        ["a", "b", "c"],
+        [chart.Series("x", [10, 0, 30], "#000"), chart.Series("y", [5, 5, 0], "#111")],
+        title="t & <u>",
+        y_label="rows",
+    )
+    rects = _rects(svg)
+    assert len(rects) == 4  # zeros draw nothing
+    heights = {_title(r): float(r.get("height", "nan")) for r in rects}
+    assert heights["a x: 10"] == pytest.approx(2 * heights["a y: 5"], abs=0.1)
+    assert heights["c x: 30"] == pytest.approx(3 * heights["a x: 10"], abs=0.1)
+    assert "t &amp; &lt;u&gt;" in svg
+
+
+def test_ticks_are_round_and_cover_the_peak() -> None:
+    for peak in (0.3, 7, 99, 4_943, 1_250_000):
+        ticks = chart._ticks(peak)
+        assert ticks[0] == 0 and ticks[-1] >= peak and 2 <= len(ticks) <= 7
+        step = ticks[1]
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert round(mantissa, 6) in {1, 2, 2.5, 5, 10}
+
+
+def test_paired_horizontal_bars_have_one_bar_per_label_and_series() -> None:
+    svg = chart.paired_hbars(
+        ["view", "click"],
+        [chart.Series("today", [60.0, 40.0], "#000"), chart.Series("before", [50, 50], "#111")],
+        title="mix",
+        x_label="%",
+        suffix="%",
+    )
+    assert len(_rects(svg)) == 4
