@@ -11,8 +11,9 @@ the date's lock (:mod:`processing.adapters.date_lock`) through all of it.
    reports (``events/_reports/``, listed in the manifest's ``reports``) move with its files
    through every step below.
 3. ``audit``: every file the tasks reported exists with the reported row count in its footer, no
-   other file is there, every reported partition is there, and the first 65,536 rows of one file
-   per event name, read back, conform to the Pandera output model.
+   other Parquet file is there (reports are not audited: they are not data), every reported
+   partition is there, and the first 65,536 rows of one file per event name, read back, conform
+   to the Pandera output model.
 4. ``publish``: the manifest (with a ``publish_id`` unique to this attempt) goes into the staged
    events directory; the lock is checked; a ``_publishing`` marker goes into the run's staging.
    From here on, the next holder of the lock completes the publish if this process dies. Then:
@@ -108,6 +109,25 @@ def _entries(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Every file of a version: its data files, then its reports (``_reports/`` beside the
     manifest: the quality report, the Dask performance report), which move with it."""
     return [*manifest.get("files", []), *manifest.get("reports", [])]
+
+
+def _copy_version(
+    fs: Any,
+    manifest: Mapping[str, Any],
+    source: _Version,
+    target: _Version,
+) -> dict[str, Any]:
+    """Copy a version's files (all of them, or fail) and its reports (those still there: a
+    report is never worth a date that cannot be published or rolled back). Returns the manifest
+    of what was copied."""
+    present = [e for e in manifest.get("reports", []) if fs.exists(source.file(e))]
+    entries = [*manifest.get("files", []), *present]
+    _copy(fs, [(source.file(e), target.file(e)) for e in entries])  # one step, as before
+    if len(present) == len(manifest.get("reports", [])):
+        return dict(manifest)
+    log.warning("%d reports of run %s are missing; the version goes on without them",
+                len(manifest["reports"]) - len(present), manifest.get("run_id"))  # fmt: skip
+    return {**manifest, "reports": present}
 
 
 # --- filesystem primitives --------------------------------------------------------------------
@@ -383,7 +403,7 @@ def _switch(
     began = started = time.perf_counter()
     if current is None or current.get("publish_id") != new.get("publish_id"):
         missing = (
-            [e["path"] for e in _entries(new) if not fs.exists(staged.file(e))]
+            [e["path"] for e in new["files"] if not fs.exists(staged.file(e))]
             if check is None
             else []
         )  # a live run has just audited its staging
@@ -402,7 +422,7 @@ def _switch(
                 f"({sorted(clashes)[:3]}): rerun with another run id"
             )
         started = time.perf_counter()
-        _copy(fs, [(staged.file(e), published.file(e)) for e in _entries(new)])
+        new = _copy_version(fs, new, staged, published)
         if check:
             check()
         _switch_manifest(fs, published.manifest, new, etag)
@@ -482,8 +502,7 @@ def _keep_as_previous(fs: Any, layout: Layout, date: dt.date, current: Mapping[s
     if kept is not None and kept.get("run_id") == current.get("run_id"):
         return  # an earlier attempt of this publish got that far
     _remove_tree(fs, layout.previous(date))
-    _copy(fs, [(published.file(e), previous.file(e)) for e in _entries(current)])
-    _put_json(fs, previous.manifest, current)
+    _put_json(fs, previous.manifest, _copy_version(fs, current, published, previous))
 
 
 def previous_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
@@ -505,7 +524,7 @@ def rollback(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> dict[st
     if current is not None and current.get("run_id") == kept.get("run_id"):
         raise ConfigError(f"the previous version of {date} (run {kept['run_id']}) is published")
     staged = _staged(layout, date, staging_id)
-    _copy(fs, [(previous.file(e), staged.file(e)) for e in _entries(kept)])
+    kept = _copy_version(fs, kept, previous, staged)
     _put_json(fs, staged.manifest, kept)  # its publish id is its own: no other version has it
     fs.pipe_file(f"{layout.staging_run(date, staging_id)}/{MARKER}", staging_id.encode())
     _switch(fs, layout, date, staging_id, check=None)

@@ -103,10 +103,14 @@ def history(fs: Any, layout: Layout, date: dt.date) -> list[quality.Summary]:
         if published is None:
             continue
         manifest, data = published
-        if data is not None:
-            found.append(json.loads(data)["day"])
-        else:
-            found.append(quality.summary(manifest, None))
+        try:  # a report of another version, or damaged: the manifest's counts still serve
+            summary = json.loads(data)["day"] if data is not None else None
+            if summary is not None and summary.get("date") != day.isoformat():
+                raise ValueError(f"it is the report of {summary.get('date')}")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warning("the quality report of %s is unusable (%s); using its manifest", day, e)
+            summary = None
+        found.append(summary if summary is not None else quality.summary(manifest, None))
         if len(found) == quality.HISTORY_DAYS:
             break
     return found

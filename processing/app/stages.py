@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,7 @@ from processing.spec.errors import (
     AuditError,
     ConfigError,
     InputError,
+    LockLostError,
     SessionExpiredError,
     TransientError,
 )
@@ -319,8 +321,14 @@ def publish(
         if published and published.get("run_id") in {run_id, staging_id} and not started:
             manifest, window = published, 0.0  # a retry after the switch: report it
         elif started:  # a retry after a crash inside the publish: complete it
-            storage_step(wap.complete_interrupted, fs, layout, settings.date)
+            completed = storage_step(wap.complete_interrupted, fs, layout, settings.date)
             manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
+            if staging_id not in completed and manifest.get("run_id") != staging_id:
+                raise LockLostError(
+                    f"the publish of run {staging_id} was abandoned (its staging lost files to "
+                    f"a run that took the date over); {settings.date} holds run "
+                    f"{manifest.get('run_id')}"
+                )
         else:
             done = _results(fs, layout, settings, run_id)
             totals = _reconciled(done)
@@ -339,7 +347,7 @@ def publish(
                 },
             )
             report, written = _quality_report(
-                fs, layout, settings, staging_id, manifest=manifest, totals=totals
+                fs, layout, settings, staging_id, manifest=manifest, totals=totals, now=clock()
             )
             manifest["reports"] = [*done.get("reports", []), *written]
             window = storage_step(
@@ -379,8 +387,15 @@ def publish(
         quality_report=url_of(settings.dest, f"{events_date}/{html['path']}", layout.root)
         if html
         else None,
-        findings=tuple(report["findings"]) if report else (),
+        findings=tuple(report["findings"]) if report else ((_UNREAD_REPORT,) if html else ()),
     )
+
+
+_UNREAD_REPORT = {
+    "severity": "info",
+    "check": "report",
+    "message": "the published quality report could not be read (see the log)",
+}
 
 
 def _quality_report(
@@ -391,6 +406,7 @@ def _quality_report(
     *,
     manifest: dict[str, Any],
     totals: RunTotals,
+    now: dt.datetime,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The run's data-quality report against the days published before it, written (JSON and
     HTML) into its staging; returns it and the manifest entries of its files. A report that
@@ -401,7 +417,7 @@ def _quality_report(
     began = time.perf_counter()
     try:
         history = storage_step(reports.history, fs, layout, settings.date)
-        report = quality.report(manifest, profile, history, utcnow())
+        report = quality.report(manifest, profile, history, now)
         page = quality_html.render(report).encode()
         written = [
             storage_step(reports.write, fs, layout, settings.date, staging_id, kind=kind, data=data)
@@ -427,16 +443,22 @@ def _quality_report(
 def _published_report(
     fs: Any, layout: Layout, date: dt.date, manifest: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The quality report published with ``manifest`` (a retried publish reports it)."""
+    """The quality report published with ``manifest`` (a retried publish reports it), or None
+    if it cannot be read: the date is published, a report is never worth failing it."""
     if reports.entry_of(manifest, reports.QUALITY_JSON) is None:
         return None
     try:
         found = reports.read_published(fs, layout, date)
-    except Exception:
+        if found is None or found[1] is None or found[0].get("run_id") != manifest.get("run_id"):
+            return None
+        report = json.loads(found[1])
+        if report.get("report_version") != quality.REPORT_VERSION:
+            return None
+        quality.volume_ratios(report)  # the parts the run's metrics and summary read
+        return dict(report, findings=list(report["findings"]))
+    except Exception as e:
+        log.warning("could not read the published quality report of %s: %s", date, e)
         return None
-    if found is None or found[1] is None or found[0].get("run_id") != manifest.get("run_id"):
-        return None
-    return json.loads(found[1])
 
 
 def discard(settings: Settings, run_id: str, *, fs: Any, layout: Layout) -> None:
@@ -516,15 +538,19 @@ def _performance_report(
     if not settings.performance_report:
         yield kept
         return
-    with tempfile.TemporaryDirectory(prefix="events-lake-") as tmp:
+    tmp = None
+    try:
+        tmp = tempfile.mkdtemp(prefix="events-lake-")
         path = os.path.join(tmp, "dask-performance.html")
         recorder = performance_report(filename=path, mode="inline")
-        try:
-            recorder.__enter__()
-        except Exception as e:
-            log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
-            yield kept
-            return
+        recorder.__enter__()
+    except Exception as e:
+        log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        yield kept
+        return
+    try:
         yield kept
         began = time.perf_counter()
         try:
@@ -536,6 +562,8 @@ def _performance_report(
             log.info("Dask performance report in %.2f s", time.perf_counter() - began)
         except Exception as e:
             log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _process(

@@ -56,9 +56,22 @@ def summary(manifest: Mapping[str, Any], profile: Mapping[str, Any] | None) -> S
         "valid_by_event": dict(manifest.get("valid_by_event", {})),
         "rejected_by_reason": dict(manifest.get("rejected_by_reason", {})),
         "valid_by_hour": list(profile["valid_by_hour"]) if profile else None,
-        "valid_by_platform": dict(profile["valid_by_platform"]) if profile else None,
+        "valid_by_platform": _top(profile["valid_by_platform"]) if profile else None,
         "rejected_by_hour": dict(profile["rejected_by_hour"]) if profile else None,
     }
+
+
+#: Platforms kept by name in a summary; the rest are added up as OTHER (a platform column that
+#: suddenly holds ids must not make the report as large as the day).
+TOP_PLATFORMS = 20
+OTHER = "(other)"
+
+
+def _top(counts: Mapping[str, int]) -> dict[str, int]:
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[:TOP_PLATFORMS])
+    rest = sum(n for _, n in ranked[TOP_PLATFORMS:])
+    return {**kept, OTHER: rest} if rest else kept
 
 
 def _share(part: float, whole: float) -> float:
@@ -74,8 +87,15 @@ def _shares(counts: Mapping[str, int]) -> dict[str, float]:
     return {k: v / total for k, v in counts.items()} if total else {}
 
 
+def _counted(counts: Sequence[Mapping[str, int] | None]) -> list[Mapping[str, int]]:
+    """The days that have counts of a kind: an empty day (published with --allow-empty) or one
+    made before profiles existed says nothing about the usual mix."""
+    return [c for c in counts if c and sum(c.values())]
+
+
 def _mix(today: Mapping[str, int], history: Sequence[Mapping[str, int]]) -> list[dict[str, Any]]:
-    """Each value's share today against its mean share over the history, largest first."""
+    """Each value's share today against its mean share over the (non-empty) history days,
+    largest first."""
     now = _shares(today)
     before = [_shares(h) for h in history]
     names = sorted(set(now).union(*before), key=lambda k: (-today.get(k, 0), k))
@@ -108,11 +128,12 @@ def _volume(day: Summary, history: Sequence[Summary]) -> dict[str, Any]:
             "ratio": round(day["rows_read"] / week_ago["rows_read"], 4),
         }
     trailing = None
-    if len(history) >= MIN_TRAILING_DAYS:
-        mean = _mean([h["rows_read"] for h in history])
+    counted = [h["rows_read"] for h in history if h["rows_read"]]  # empty days are no baseline
+    if len(counted) >= MIN_TRAILING_DAYS:
+        mean = _mean(counted)
         if mean:
             trailing = {
-                "days": len(history),
+                "days": len(counted),
                 "rows_read": round(mean, 1),
                 "ratio": round(day["rows_read"] / mean, 4),
             }
@@ -123,7 +144,9 @@ def _hourly(day: Summary, history: Sequence[Summary]) -> list[dict[str, Any]] | 
     if day["valid_by_hour"] is None:
         return None
     total = sum(day["valid_by_hour"]) or 1
-    with_hours = [h["valid_by_hour"] for h in history if h["valid_by_hour"]]
+    with_hours = [
+        h["valid_by_hour"] for h in history if h["valid_by_hour"] and sum(h["valid_by_hour"])
+    ]
     rows = []
     for hour, n in enumerate(day["valid_by_hour"]):
         mean_share = (
@@ -142,19 +165,21 @@ def _hourly(day: Summary, history: Sequence[Summary]) -> list[dict[str, Any]] | 
 
 def compare(day: Summary, history: Sequence[Summary]) -> dict[str, Any]:
     """The day against its history (newest first, at most HISTORY_DAYS days)."""
-    platforms = [h["valid_by_platform"] for h in history if h["valid_by_platform"] is not None]
-    trailing_share = _mean([h["rejected_share"] for h in history]) if history else None
+    read = [h for h in history if h["rows_read"]]
+    trailing_share = _mean([h["rejected_share"] for h in read]) if read else None
     return {
         "volume": _volume(day, history),
         "rejected_share": {
             "share": day["rejected_share"],
             "trailing_share": None if trailing_share is None else round(trailing_share, 6),
         },
-        "event_mix": _mix(day["valid_by_event"], [h["valid_by_event"] for h in history]),
+        "event_mix": _mix(day["valid_by_event"], _counted([h["valid_by_event"] for h in history])),
         "platform_mix": None
         if day["valid_by_platform"] is None
-        else _mix(day["valid_by_platform"], platforms),
-        "reasons": _mix(day["rejected_by_reason"], [h["rejected_by_reason"] for h in history]),
+        else _mix(day["valid_by_platform"], _counted([h["valid_by_platform"] for h in history])),
+        "reasons": _mix(
+            day["rejected_by_reason"], _counted([h["rejected_by_reason"] for h in history])
+        ),
         "hourly": _hourly(day, history),
     }
 
@@ -199,8 +224,8 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
         add("warning", "rejected", f"{share:.2%} rejected, against {trailing:.2%} before")
 
     compared = {  # days of the history that have counts of each kind
-        "event_name": len(history),
-        "platform": sum(1 for h in history if h["valid_by_platform"] is not None),
+        "event_name": len(_counted([h["valid_by_event"] for h in history])),
+        "platform": len(_counted([h["valid_by_platform"] for h in history])),
     }
     mixes = (("event_name", comparison["event_mix"]), ("platform", comparison["platform_mix"]))
     for kind, rows in mixes:
@@ -218,7 +243,7 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
                     f"{row['trailing_share']:.1%} before",
                 )
     for row in comparison["reasons"]:
-        if row["rows"] and history and row["days_seen"] == 0:
+        if row["rows"] and any(h["rows_read"] for h in history) and row["days_seen"] == 0:
             add("info", "rejected", f"new rejection reason {row['value']}: {row['rows']:,} rows")
 
     empty = [

@@ -93,3 +93,32 @@ def test_finish_after_a_failure_removes_the_staging_and_releases_the_date(tmp_pa
     assert holder_of(fs, lock) is None
     assert _staged_ids(dest) == set()
     assert "not this run's" in stages.finish(settings, "R")  # idempotent
+
+
+def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from processing.adapters import publish as wap
+    from processing.spec.errors import LockLostError
+
+    dest = tmp_path / "lake"
+    assert processing.run(_settings(dest, "first")).manifest["run_id"] == "first"
+    settings = _settings(dest)
+    stages.begin(settings, "R")
+    stages.process(settings, "R")
+    stages.audit(settings, "R")
+
+    def crash(*args: object, **kwargs: object) -> float:
+        raise RuntimeError("the task died right after marking its publish")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(wap, "_switch", crash)
+        with pytest.raises(RuntimeError):
+            stages.publish(settings, "R")
+    staged = dest / "_staging" / f"event_date={DATE}" / "run_id=R"
+    assert (staged / "_publishing").exists()
+    next(staged.rglob("*.parquet")).unlink()  # its staging lost a file (a takeover removed it)
+
+    with pytest.raises(LockLostError, match="abandoned"):
+        stages.publish(settings, "R")  # the retry must not report the old version as its own
+    assert processing.read_manifest(str(dest), DATE)["run_id"] == "first"  # type: ignore[index]

@@ -38,6 +38,7 @@ from tests.kubernetes.test_manifests import (
 )
 
 MONITORING = KUSTOMIZE / "monitoring"
+OPERATOR = MONITORING / "prometheus-operator"  # applied apart: it needs the operator's CRDs
 SCRAPE = MONITORING / "prometheus-scrape.yml"
 DATE = dt.date(2023, 10, 23)
 #: Where the monitoring kustomization puts its objects, and so where Prometheus is assumed to run.
@@ -119,14 +120,18 @@ PODMONITOR_SCHEMA = {
 def _monitoring_rendered() -> str:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is needed to render the manifests (kubectl kustomize)"
-    done = subprocess.run(
-        [kubectl, "kustomize", str(MONITORING)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    rendered = []
+    for directory in (MONITORING, OPERATOR):
+        done = subprocess.run(
+            [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        rendered.append(done.stdout)
+    return "\n---\n".join(rendered)
 
 
 def monitoring_documents() -> list[dict[str, Any]]:
+    """The documents of the monitoring kustomization and of its prometheus-operator one."""
     return [d for d in yaml.safe_load_all(_monitoring_rendered()) if d]
 
 
@@ -543,10 +548,15 @@ def test_prometheus_may_reach_the_metrics_ports_and_others_may_not(overlay: str)
     rules = policies(overlay)
     prometheus = prometheus_pod()
     stranger = in_namespace(prometheus, "elsewhere")
+    neighbour = {  # another pod of the monitoring namespace: the dashboards have no auth
+        **prometheus,
+        "metadata": {"namespace": PROMETHEUS_NAMESPACE, "labels": {"app": "grafana"}},
+    }
     for part, pod in dask_pods(overlay).items():
         port = int(pod["metadata"]["annotations"]["prometheus.io/port"])
         assert allowed(rules, prometheus, pod, port), (part, port)
         assert not allowed(rules, stranger, pod, port), (part, port)
+        assert not allowed(rules, neighbour, pod, port), (part, port)
         assert not allowed(rules, prometheus, pod, 8786), part  # metrics, not the scheduler
     exporter = other_pods(overlay)["Deployment/airflow-statsd-exporter"]
     assert allowed(

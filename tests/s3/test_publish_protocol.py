@@ -384,3 +384,44 @@ def test_a_retried_rollback_does_not_undo_itself(
     restored = wap.rollback(fs, layout, DATE, "rollback_2")  # the operator retries
     assert _version_of(restored) == OLD
     assert _published(fs, layout) == _expected(OLD)
+
+
+def _reported(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with a quality report beside it, named as its run names it."""
+    tag = run_tag(manifest["run_id"])
+    report = {"kind": "quality_json", "dataset": "events", "path": f"_reports/quality-{tag}.json"}
+    return {**manifest, "reports": [report]}
+
+
+def _stage_reports(fs: Any, layout: Layout, manifest: dict[str, Any]) -> None:
+    events, _ = layout.staged(DATE, manifest["run_id"])
+    for r in manifest["reports"]:
+        fs.makedirs(f"{events}/_reports", exist_ok=True)
+        fs.pipe_file(f"{events}/{r['path']}", f"{manifest['run_id']}:{r['path']}".encode())
+
+
+def test_reports_move_with_their_version_and_a_lost_one_blocks_nothing(lake: Lake) -> None:
+    fs, root = lake
+    layout = Layout(root)
+    old, new = _reported(OLD), _reported(NEW)
+    for manifest in (old, new):
+        wap.prepare(fs, layout, DATE, manifest["run_id"])
+        _stage(fs, layout, DATE, manifest)
+        _stage_reports(fs, layout, manifest)
+        wap.publish(fs, layout, DATE, manifest["run_id"], manifest)
+    report = f"events/{new['reports'][0]['path']}"
+    assert _published(fs, layout)[report] == f"new-run:{new['reports'][0]['path']}".encode()
+    assert f"events/{old['reports'][0]['path']}" not in _published(fs, layout)  # no stale one
+    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == old  # kept, report and all
+
+    fs.rm_file(f"{layout.events_date(DATE)}/{new['reports'][0]['path']}")  # lost, somehow
+    third = _reported(_version("third-run", ("view",)))
+    wap.prepare(fs, layout, DATE, "third-run")
+    _stage(fs, layout, DATE, third)  # and its own report never made it to the staging
+    wap.publish(fs, layout, DATE, "third-run", third)
+    assert _version_of(wap.published_manifest(fs, layout, DATE)) == {**third, "reports": []}
+    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == {**new, "reports": []}
+
+    wap.rollback(fs, layout, DATE, "rollback_1")  # the previous version, without its lost report
+    assert _version_of(wap.published_manifest(fs, layout, DATE)) == {**new, "reports": []}
+    assert _published(fs, layout) == _expected({**new, "reports": []})

@@ -292,3 +292,28 @@ def test_paired_horizontal_bars_have_one_bar_per_label_and_series() -> None:
         suffix="%",
     )
     assert len(_rects(svg)) == 4
+
+
+def test_an_empty_day_in_the_history_is_no_baseline() -> None:
+    empty = quality.summary(_manifest(DATE - dt.timedelta(3), 0, view=0), prof.empty())
+    empty["valid_by_event"] = {}
+    history = [h for h in _history(WEEK) if h["date"] != empty["date"]] + [empty]
+    report = _report(_manifest(DATE, 10_000), _profile(10_000), history)
+    assert report["findings"] == []  # no shift against a day of nothing
+    assert report["comparison"]["volume"]["trailing_mean"] == {
+        "days": 6,
+        "rows_read": 10_000.0,
+        "ratio": 1.0,
+    }
+    missing = _report(_manifest(DATE, 10_000, cart=10_000), None, history)
+    assert "'view' is missing" in " ".join(f["message"] for f in missing["findings"])
+
+
+def test_a_summary_keeps_the_top_platforms_and_adds_up_the_rest() -> None:
+    platforms = {f"p{i:02d}": 100 + i for i in range(quality.TOP_PLATFORMS + 5)}
+    profile = {**_profile(sum(platforms.values())), "valid_by_platform": platforms}
+    day = quality.summary(_manifest(DATE, sum(platforms.values())), profile)
+    kept = day["valid_by_platform"]
+    assert len(kept) == quality.TOP_PLATFORMS + 1
+    assert sum(kept.values()) == sum(platforms.values())
+    assert kept[quality.OTHER] == sum(100 + i for i in range(5))
