@@ -251,6 +251,7 @@ def process(
             "dashboard": dashboard,
             "reports": performance,
             "pieces": len(plan.pieces),
+            "bytes_read": plan.estimated_bytes,
             "source_details": dict(plan.details),
             "results": [asdict(r) for r in results],
             "seconds": round(time.perf_counter() - began, 3),
@@ -342,6 +343,7 @@ def publish(
                 finished_at=clock(),
                 extra={
                     "pieces": done["pieces"],
+                    "bytes_read": done.get("bytes_read"),
                     "source_details": done["source_details"],
                     "stage_seconds": _stage_seconds(facts, done, audited),
                 },

@@ -61,6 +61,11 @@ def success(
             m.get("rejected_share", 0.0),
         ),
         Sample(f"{PREFIX}bytes_written", "Parquet bytes published", m["bytes_written"]),
+        *(
+            [Sample(f"{PREFIX}bytes_read", "Bytes of the source read", m["bytes_read"])]
+            if m.get("bytes_read") is not None
+            else []
+        ),
         Sample(f"{PREFIX}files", "Parquet files published", len(m["files"])),
         Sample(
             f"{PREFIX}duration_seconds",

@@ -42,6 +42,8 @@ def test_a_run_pushes_its_manifest_and_a_failure_keeps_the_last_success(
     assert _group(metrics, "events_lake_rows", outcome="rejected") == m["rows_rejected"]
     assert _group(metrics, "events_lake_rejected_share") == pytest.approx(m["rejected_share"])
     assert _group(metrics, "events_lake_bytes_written") == m["bytes_written"]
+    assert _group(metrics, "events_lake_bytes_read") == m["bytes_read"]
+    assert m["bytes_read"] == (DATA / "sample_day.jsonl.gz").stat().st_size
     assert _group(metrics, "events_lake_files") == len(m["files"])
     for reason, n in m["rejected_by_reason"].items():
         assert _group(metrics, "events_lake_rejected_rows", reason=reason) == n
