@@ -191,26 +191,20 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
     def add(severity: str, check: str, message: str) -> None:
         found.append({"severity": severity, "check": check, "message": message})
 
-    volume = comparison["volume"]
-    if volume["same_weekday"] is not None:
-        ratio, (low, high) = volume["same_weekday"]["ratio"], SAME_WEEKDAY_BOUNDS
-        if not low <= ratio <= high:
-            add(
-                "warning",
-                "volume",
-                f"{day['rows_read']:,} rows read: {ratio:.2f}x the same weekday a week earlier "
-                f"({volume['same_weekday']['date']}, {volume['same_weekday']['rows_read']:,})",
-            )
-    elif volume["trailing_mean"] is not None:
-        ratio, (low, high) = volume["trailing_mean"]["ratio"], TRAILING_BOUNDS
-        if not low <= ratio <= high:
-            add(
-                "warning",
-                "volume",
-                f"{day['rows_read']:,} rows read: {ratio:.2f}x the mean of the "
-                f"{volume['trailing_mean']['days']} days before "
-                "(the same weekday a week earlier is not published)",
-            )
+    same, trailing = comparison["volume"]["same_weekday"], comparison["volume"]["trailing_mean"]
+    baseline = None
+    if same is not None:
+        baseline, bounds = same, SAME_WEEKDAY_BOUNDS
+        against = f"the same weekday a week earlier ({same['date']}, {same['rows_read']:,})"
+    elif trailing is not None:
+        baseline, bounds = trailing, TRAILING_BOUNDS
+        against = (
+            f"the mean of the {trailing['days']} days before "
+            "(the same weekday a week earlier is not published)"
+        )
+    if baseline is not None and not bounds[0] <= baseline["ratio"] <= bounds[1]:
+        message = f"{day['rows_read']:,} rows read: {baseline['ratio']:.2f}x {against}"
+        add("warning", "volume", message)
     if not history:
         add("info", "history", "no earlier published day to compare with")
     if day["rows_read"] and day["rows_valid"] == 0:

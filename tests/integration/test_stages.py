@@ -56,15 +56,21 @@ def test_a_retried_process_stages_under_its_own_id_and_publishes_from_it(tmp_pat
     assert not (dest / "_staging" / f"event_date={DATE}").exists()
 
 
-def test_a_publish_retried_after_its_switch_reports_it_and_keeps_the_previous_version(
-    tmp_path: Path,
-) -> None:
-    dest = tmp_path / "lake"
+def _audited_over_first(dest: Path) -> Settings:
+    """Run "first" publishes the date; run R is then begun, processed and audited."""
     assert processing.run(_settings(dest, "first")).manifest["run_id"] == "first"
     settings = _settings(dest)
     stages.begin(settings, "R")
     stages.process(settings, "R")
     stages.audit(settings, "R")
+    return settings
+
+
+def test_a_publish_retried_after_its_switch_reports_it_and_keeps_the_previous_version(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "lake"
+    settings = _audited_over_first(dest)
     runs = dest / "_staging" / f"event_date={DATE}" / "_runs"
     kept = {p.name: p.read_bytes() for p in runs.iterdir()}
     stages.publish(settings, "R")
@@ -102,11 +108,7 @@ def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
     from processing.spec.errors import LockLostError
 
     dest = tmp_path / "lake"
-    assert processing.run(_settings(dest, "first")).manifest["run_id"] == "first"
-    settings = _settings(dest)
-    stages.begin(settings, "R")
-    stages.process(settings, "R")
-    stages.audit(settings, "R")
+    settings = _audited_over_first(dest)
 
     def crash(*args: object, **kwargs: object) -> float:
         raise RuntimeError("the task died right after marking its publish")
