@@ -396,9 +396,14 @@ def _switch(
     staging_run = layout.staging_run(date, staging_id)
     staged, published = _staged(layout, date, staging_id), _published(layout, date)
     new = _read_json(fs, staged.manifest)
-    if new is None:  # only step e deletes it: the switch is done, the cleanup was not
-        _remove_tree(fs, staging_run)
-        return 0.0
+    if new is None:  # step e removes the marker first: a run that took the date over removed
+        # this staging (or part of it), whether or not it had switched: it is not ours to finish
+        if check is not None:
+            raise LockLostError(
+                f"the staging of run {staging_id} was removed during its publish: another run "
+                f"holds {date} now"
+            )
+        raise _IncompleteStagingError("its staged manifest is gone")
     current, etag = _read_manifest(fs, published.manifest)
     began = started = time.perf_counter()
     if current is None or current.get("publish_id") != new.get("publish_id"):
@@ -426,6 +431,8 @@ def _switch(
         if check:
             check()
         _switch_manifest(fs, published.manifest, new, etag)
+    else:  # switched by an earlier attempt: what it switched to is what stays
+        new = current
     if check:
         check()  # the old files go only while the date is still ours
     _clean_published(fs, layout, date, new)

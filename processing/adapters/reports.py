@@ -104,9 +104,14 @@ def history(fs: Any, layout: Layout, date: dt.date) -> list[quality.Summary]:
             continue
         manifest, data = published
         try:  # a report of another version, or damaged: the manifest's counts still serve
-            summary = json.loads(data)["day"] if data is not None else None
-            if summary is not None and summary.get("date") != day.isoformat():
-                raise ValueError(f"it is the report of {summary.get('date')}")
+            summary = None
+            if data is not None:
+                report = json.loads(data)
+                if report.get("report_version") != quality.REPORT_VERSION:
+                    raise ValueError(f"its version is {report.get('report_version')!r}")
+                summary = report["day"]
+                if summary.get("date") != day.isoformat():
+                    raise ValueError(f"it is the report of {summary.get('date')}")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("the quality report of %s is unusable (%s); using its manifest", day, e)
             summary = None

@@ -251,7 +251,7 @@ def process(
             "dashboard": dashboard,
             "reports": performance,
             "pieces": len(plan.pieces),
-            "bytes_read": plan.estimated_bytes,
+            "bytes_read": plan.details.get("estimated_bytes", plan.estimated_bytes),
             "source_details": dict(plan.details),
             "results": [asdict(r) for r in results],
             "seconds": round(time.perf_counter() - began, 3),
@@ -322,9 +322,9 @@ def publish(
         if published and published.get("run_id") in {run_id, staging_id} and not started:
             manifest, window = published, 0.0  # a retry after the switch: report it
         elif started:  # a retry after a crash inside the publish: complete it
-            completed = storage_step(wap.complete_interrupted, fs, layout, settings.date)
+            storage_step(wap.complete_interrupted, fs, layout, settings.date)
             manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
-            if staging_id not in completed and manifest.get("run_id") != staging_id:
+            if manifest.get("run_id") != staging_id:
                 raise LockLostError(
                     f"the publish of run {staging_id} was abandoned (its staging lost files to "
                     f"a run that took the date over); {settings.date} holds run "
@@ -361,6 +361,8 @@ def publish(
                 manifest,
                 check=held.check,
             )
+            # what was switched (a report lost on the way is not listed), with its publish id
+            manifest = wap.published_manifest(fs, layout, settings.date) or manifest
         if report is None:  # a retried publish: the report is the published one
             report = _published_report(fs, layout, settings.date, manifest)
         storage_step(_forget, fs, layout, settings.date, run_id)
@@ -393,10 +395,11 @@ def publish(
     )
 
 
+_FINDING_KEYS = ("severity", "check", "message")
 _UNREAD_REPORT = {
     "severity": "info",
     "check": "report",
-    "message": "the published quality report could not be read (see the log)",
+    "message": "the published quality report could not be read (the log says why)",
 }
 
 
@@ -452,12 +455,18 @@ def _published_report(
     try:
         found = reports.read_published(fs, layout, date)
         if found is None or found[1] is None or found[0].get("run_id") != manifest.get("run_id"):
-            return None
+            raise ValueError("it is not the published run's")
         report = json.loads(found[1])
         if report.get("report_version") != quality.REPORT_VERSION:
-            return None
+            raise ValueError(f"its version is {report.get('report_version')!r}")
         quality.volume_ratios(report)  # the parts the run's metrics and summary read
-        return dict(report, findings=list(report["findings"]))
+        findings = report["findings"]
+        if not isinstance(findings, list) or not all(
+            isinstance(f, dict) and all(isinstance(f.get(k), str) for k in _FINDING_KEYS)
+            for f in findings
+        ):
+            raise ValueError("its findings are malformed")
+        return report
     except Exception as e:
         log.warning("could not read the published quality report of %s: %s", date, e)
         return None
@@ -550,6 +559,8 @@ def _performance_report(
         log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        tmp = None
+    if tmp is None:  # outside the handler: the block's own errors are not chained to it
         yield kept
         return
     try:

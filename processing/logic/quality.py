@@ -200,13 +200,15 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
         baseline, bounds = trailing, TRAILING_BOUNDS
         against = (
             f"the mean of the {trailing['days']} days before "
-            "(the same weekday a week earlier is not published)"
+            "(the same weekday a week earlier is not published, or empty)"
         )
     if baseline is not None and not bounds[0] <= baseline["ratio"] <= bounds[1]:
         message = f"{day['rows_read']:,} rows read: {baseline['ratio']:.2f}x {against}"
         add("warning", "volume", message)
     if not history:
         add("info", "history", "no earlier published day to compare with")
+    elif not any(h["rows_read"] for h in history):
+        add("info", "history", "the earlier published days are empty: nothing to compare with")
     if day["rows_read"] and day["rows_valid"] == 0:
         add("warning", "volume", "no valid row: the day was published empty")
 
@@ -221,14 +223,24 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
         "event_name": len(_counted([h["valid_by_event"] for h in history])),
         "platform": len(_counted([h["valid_by_platform"] for h in history])),
     }
+    # platforms beyond the top ones are added up as OTHER: one missing today may be under it
+    # today, and one that looks new may have been under it before
+    bucketed_today = {"event_name": False, "platform": OTHER in (day["valid_by_platform"] or {})}
+    bucketed_before = {
+        "event_name": False,
+        "platform": any(OTHER in (h["valid_by_platform"] or {}) for h in history),
+    }
     mixes = (("event_name", comparison["event_mix"]), ("platform", comparison["platform_mix"]))
     for kind, rows in mixes:
         days = compared[kind]
         for row in rows or []:
-            if row["rows"] == 0 and days and row["days_seen"] == days:
+            if row["value"] == OTHER:
+                continue  # a sum of small values, not one that can be new or missing
+            if row["rows"] == 0 and days and row["days_seen"] == days and not bucketed_today[kind]:
                 add("warning", kind, f"{kind} {row['value']!r} is missing (seen every day before)")
             elif row["rows"] and days and row["days_seen"] == 0:
-                add("info", kind, f"new {kind} {row['value']!r}: {row['rows']:,} rows")
+                if not bucketed_before[kind]:
+                    add("info", kind, f"new {kind} {row['value']!r}: {row['rows']:,} rows")
             elif row["change_points"] is not None and abs(row["change_points"]) >= MIX_SHIFT_POINTS:
                 add(
                     "warning",

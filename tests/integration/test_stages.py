@@ -101,8 +101,9 @@ def test_finish_after_a_failure_removes_the_staging_and_releases_the_date(tmp_pa
     assert "not this run's" in stages.finish(settings, "R")  # idempotent
 
 
+@pytest.mark.parametrize("all_but_the_marker", [False, True], ids=["a-file", "all-but-marker"])
 def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_but_the_marker: bool
 ) -> None:
     from processing.adapters import publish as wap
     from processing.spec.errors import LockLostError
@@ -119,8 +120,14 @@ def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
             stages.publish(settings, "R")
     staged = dest / "_staging" / f"event_date={DATE}" / "run_id=R"
     assert (staged / "_publishing").exists()
-    next(staged.rglob("*.parquet")).unlink()  # its staging lost a file (a takeover removed it)
+    if all_but_the_marker:  # a takeover's removal of the staging died half way
+        for path in sorted(staged.rglob("*"), reverse=True):
+            if path.name != "_publishing":
+                path.unlink() if path.is_file() else path.rmdir()
+    else:  # its staging lost a file
+        next(staged.rglob("*.parquet")).unlink()
 
     with pytest.raises(LockLostError, match="abandoned"):
         stages.publish(settings, "R")  # the retry must not report the old version as its own
     assert processing.read_manifest(str(dest), DATE)["run_id"] == "first"  # type: ignore[index]
+    assert not staged.exists()

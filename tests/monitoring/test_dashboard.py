@@ -28,8 +28,6 @@ EXTERNAL = {
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
                 "unless", "sum", "max", "min", "count", "avg", "increase", "rate", "time",
                 "offset", "bool"}  # fmt: skip
-#: label names that the Dask scrape jobs add (PodMonitor podTargetLabels, relabelling)
-PROMQL_WORDS |= {"dask_org_cluster_name"}
 
 
 def _pushed_metric_names() -> set[str]:
@@ -53,7 +51,11 @@ def _dask_metric_names() -> set[str]:
     names: set[str] = set()
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
         ) as cluster,
         Client(cluster),
     ):
@@ -62,7 +64,7 @@ def _dask_metric_names() -> set[str]:
             *(w.http_server for w in cluster.workers.values()),
         ]
         for server in servers:
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics") as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as r:
                 text = r.read().decode()
             for line in text.splitlines():  # "# TYPE name kind": also series without samples
                 if line.startswith("# TYPE "):

@@ -317,3 +317,23 @@ def test_a_summary_keeps_the_top_platforms_and_adds_up_the_rest() -> None:
     assert len(kept) == quality.TOP_PLATFORMS + 1
     assert sum(kept.values()) == sum(platforms.values())
     assert kept[quality.OTHER] == sum(100 + i for i in range(5))
+
+
+def test_platforms_added_up_as_other_are_neither_new_nor_missing() -> None:
+    def platforms(names: list[str]) -> dict[str, Any]:
+        counts = {name: 1_000 - i for i, name in enumerate(names)}
+        return {**_profile(sum(counts.values())), "valid_by_platform": counts}
+
+    usual = [f"p{i:02d}" for i in range(quality.TOP_PLATFORMS)]
+    history = [
+        quality.summary(
+            _manifest(DATE - dt.timedelta(d), sum(platforms(usual)["valid_by_platform"].values())),
+            platforms(usual),
+        )
+        for d in range(1, 8)
+    ]
+    today = platforms(["zz_new", *usual])  # the smallest usual one moves under OTHER
+    rows = sum(today["valid_by_platform"].values())
+    report = _report(_manifest(DATE, rows), today, history)
+    messages = [f["message"] for f in report["findings"] if f["check"] == "platform"]
+    assert messages == ["new platform 'zz_new': 1,000 rows"], messages
