@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from processing.logic import quality
-from processing.logic.layout import EVENTS, MANIFEST, Layout, report_file, run_tag
+from processing.logic.layout import EVENTS, Layout, report_file, run_tag
 from processing.spec import schema as s
 
 log = logging.getLogger(__name__)
@@ -54,24 +54,19 @@ def entry_of(manifest: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     return next((e for e in manifest.get("reports", []) if e.get("kind") == kind), None)
 
 
-def read_published(
-    fs: Any, layout: Layout, date: dt.date, kind: str = QUALITY_JSON
-) -> tuple[dict[str, Any], bytes | None] | None:
-    """The date's published manifest and one of its reports (None if the run made none), or
-    None if the date is not published."""
-    base = layout.events_date(date)
-    try:
-        manifest = json.loads(fs.cat_file(f"{base}/{MANIFEST}"))
-    except FileNotFoundError:
-        return None
+def read_report(
+    fs: Any, layout: Layout, date: dt.date, manifest: Mapping[str, Any], kind: str = QUALITY_JSON
+) -> bytes | None:
+    """The report of ``kind`` that a published ``manifest`` of ``date`` lists, or None if it
+    lists none or it is gone (the data is still published)."""
     entry = entry_of(manifest, kind)
     if entry is None:
-        return manifest, None
+        return None
     try:
-        return manifest, fs.cat_file(f"{base}/{entry['path']}")
-    except FileNotFoundError:  # listed but gone: the data is still published
+        return bytes(fs.cat_file(f"{layout.events_date(date)}/{entry['path']}"))
+    except FileNotFoundError:
         log.warning("the %s report of %s is listed but missing", kind, date)
-        return manifest, None
+        return None
 
 
 def history(fs: Any, layout: Layout, date: dt.date) -> list[quality.Summary]:
@@ -99,23 +94,18 @@ def history(fs: Any, layout: Layout, date: dt.date) -> list[quality.Summary]:
             earlier.append(day)
     found: list[quality.Summary] = []
     for day in sorted(earlier, reverse=True)[:_CANDIDATES]:
-        published = read_published(fs, layout, day)
-        if published is None:
+        try:
+            manifest = json.loads(fs.cat_file(layout.manifest(day)))
+        except FileNotFoundError:
             continue
-        manifest, data = published
-        try:  # a report of another version, or damaged: the manifest's counts still serve
-            summary = None
-            if data is not None:
-                report = json.loads(data)
-                if report.get("report_version") != quality.REPORT_VERSION:
-                    raise ValueError(f"its version is {report.get('report_version')!r}")
-                summary = report["day"]
-                if summary.get("date") != day.isoformat():
-                    raise ValueError(f"it is the report of {summary.get('date')}")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            log.warning("the quality report of %s is unusable (%s); using its manifest", day, e)
-            summary = None
-        found.append(summary if summary is not None else quality.summary(manifest, None))
+        data = read_report(fs, layout, day, manifest)
+        summary = quality.summary(manifest, None)  # a day published before reports existed
+        if data is not None:
+            try:
+                summary = quality.parse(data, day)["day"]
+            except ValueError as e:
+                log.warning("the quality report of %s is unusable (%s); using its manifest", day, e)
+        found.append(summary)
         if len(found) == quality.HISTORY_DAYS:
             break
     return found

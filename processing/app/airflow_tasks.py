@@ -179,9 +179,7 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
     log.info("published %s: %s", m.get("date"), report.manifest_path)
     if report.quality_report:
         log.info("quality report: %s", report.quality_report)
-    warnings = [f["message"] for f in report.findings if f["severity"] == "warning"]
-    for message in warnings:
-        log.warning("quality of %s: %s", m.get("date"), message)
+    warnings = [f for f in report.findings if f["severity"] == "warning"]  # logged by publish
     return {
         "run_id": m.get("run_id"),
         "manifest": report.manifest_path,

@@ -43,7 +43,6 @@ from processing.app.context import (
     utcnow,
 )
 from processing.app.piece_task import TaskContext, process_piece, warm_up
-from processing.logic import profile as prof
 from processing.logic import quality, quality_html, run_metrics
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import (
@@ -395,7 +394,6 @@ def publish(
     )
 
 
-_FINDING_KEYS = ("severity", "check", "message")
 _UNREAD_REPORT = {
     "severity": "info",
     "check": "report",
@@ -416,13 +414,10 @@ def _quality_report(
     """The run's data-quality report against the days published before it, written (JSON and
     HTML) into its staging; returns it and the manifest entries of its files. A report that
     cannot be made is a warning: the data is published without it."""
-    profile: dict[str, Any] | None = totals.profile
-    if prof.rows(totals.profile) != (totals.rows_valid, totals.rows_rejected):
-        profile = None  # pieces staged by a version of the pipeline without profiles
     began = time.perf_counter()
     try:
         history = storage_step(reports.history, fs, layout, settings.date)
-        report = quality.report(manifest, profile, history, now)
+        report = quality.report(manifest, totals.profile, history, now)
         page = quality_html.render(report).encode()
         written = [
             storage_step(reports.write, fs, layout, settings.date, staging_id, kind=kind, data=data)
@@ -450,23 +445,9 @@ def _published_report(
 ) -> dict[str, Any] | None:
     """The quality report published with ``manifest`` (a retried publish reports it), or None
     if it cannot be read: the date is published, a report is never worth failing it."""
-    if reports.entry_of(manifest, reports.QUALITY_JSON) is None:
-        return None
     try:
-        found = reports.read_published(fs, layout, date)
-        if found is None or found[1] is None or found[0].get("run_id") != manifest.get("run_id"):
-            raise ValueError("it is not the published run's")
-        report = json.loads(found[1])
-        if report.get("report_version") != quality.REPORT_VERSION:
-            raise ValueError(f"its version is {report.get('report_version')!r}")
-        quality.volume_ratios(report)  # the parts the run's metrics and summary read
-        findings = report["findings"]
-        if not isinstance(findings, list) or not all(
-            isinstance(f, dict) and all(isinstance(f.get(k), str) for k in _FINDING_KEYS)
-            for f in findings
-        ):
-            raise ValueError("its findings are malformed")
-        return report
+        data = reports.read_report(fs, layout, date, manifest)
+        return None if data is None else quality.parse(data, date)
     except Exception as e:
         log.warning("could not read the published quality report of %s: %s", date, e)
         return None

@@ -47,8 +47,8 @@ class RunTotals:
     rejected_by_reason: dict[str, int]
     valid_by_event: dict[str, int]
     files: tuple[FileInfo, ...] = field(repr=False)
-    #: the pieces' profiles added up (an empty profile if no piece made one)
-    profile: dict[str, Any] = field(default_factory=prof.empty, repr=False)
+    #: the pieces' profiles added up; None if a piece made none (staged by an older version)
+    profile: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def bytes_written(self) -> int:
@@ -99,7 +99,7 @@ def reconcile(pieces: Iterable[PieceResult]) -> RunTotals:
         rejected_by_reason=dict(sorted(reasons.items())),
         valid_by_event=dict(sorted(by_event.items())),
         files=tuple(sorted(files, key=lambda f: (f.dataset, f.path))),
-        profile=prof.add(p.profile for p in pieces),
+        profile=prof.add(p.profile for p in pieces) if all(p.profile for p in pieces) else None,
     )
 
 

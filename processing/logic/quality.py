@@ -19,6 +19,7 @@ the same ratios from the Pushgateway.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -288,6 +289,26 @@ def report(
         "comparison": comparison,
         "findings": findings(day, history, comparison),
     }
+
+
+def parse(data: bytes, date: dt.date) -> dict[str, Any]:
+    """A published report of ``date``, read back: ValueError if it is not one this version of
+    the pipeline can use (damaged, another version of the report, another date)."""
+    try:
+        report = json.loads(data)
+        if report.get("report_version") != REPORT_VERSION:
+            raise ValueError(f"its version is {report.get('report_version')!r}")
+        if report["date"] != date.isoformat() or report["day"]["date"] != report["date"]:
+            raise ValueError(f"it is the report of {report['date']}")
+        volume_ratios(report)
+        if not all(isinstance(f.get(k), str) for f in report["findings"] for k in _FINDING):
+            raise ValueError("its findings are malformed")
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"it lacks {e}") from e
+    return dict(report)
+
+
+_FINDING = ("severity", "check", "message")
 
 
 def volume_ratios(report: Mapping[str, Any]) -> dict[str, float]:

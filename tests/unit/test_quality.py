@@ -337,3 +337,19 @@ def test_platforms_added_up_as_other_are_neither_new_nor_missing() -> None:
     report = _report(_manifest(DATE, rows), today, history)
     messages = [f["message"] for f in report["findings"] if f["check"] == "platform"]
     assert messages == ["new platform 'zz_new': 1,000 rows"], messages
+
+
+def test_a_published_report_is_read_back_only_if_this_version_can_use_it() -> None:
+    report = _report(_manifest(DATE, 10_000), _profile(10_000), _history(WEEK))
+    data = json.dumps(report).encode()
+    assert quality.parse(data, DATE) == report
+    for wrong, why in (
+        (b"{not json", "Expecting"),
+        (json.dumps({**report, "report_version": 99}).encode(), "version"),
+        (json.dumps(report).encode(), "report of 2023-10-23"),  # read as another date's
+        (json.dumps({**report, "findings": [{"severity": 1}]}).encode(), "malformed"),
+        (json.dumps({k: v for k, v in report.items() if k != "day"}).encode(), "lacks"),
+    ):
+        date = DATE - dt.timedelta(1) if "report of" in why else DATE
+        with pytest.raises(ValueError, match=why):
+            quality.parse(wrong, date)
