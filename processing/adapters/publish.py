@@ -61,6 +61,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from processing.adapters.cas import object_store
+from processing.adapters.storage import on_local_disk
 from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
 from processing.logic.manifest import RunTotals
 from processing.logic.validate import output_problems
@@ -131,9 +132,6 @@ def _copy_version(
 
 
 # --- filesystem primitives --------------------------------------------------------------------
-def _is_local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return "file" in protocol
 
 
 def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
@@ -146,7 +144,7 @@ def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
 def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
     """Write a small JSON object so that readers see the old or the new one, never a part."""
     data = json.dumps(document, indent=2).encode()
-    if _is_local(fs):
+    if on_local_disk(fs):
         os.makedirs(posixpath.dirname(path), exist_ok=True)
         temporary = f"{path}.tmp-{os.getpid()}"
         with open(temporary, "wb") as f:
@@ -163,7 +161,7 @@ def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
     """
     if not pairs:
         return
-    if not _is_local(fs):
+    if not on_local_disk(fs):
         fs.copy([a for a, _ in pairs], [b for _, b in pairs])
         return
     for source, target in pairs:
@@ -211,7 +209,7 @@ def _remove_tree(fs: Any, path: str) -> None:
 
 def _remove_empty_directories(fs: Any, directories: Iterable[str]) -> None:
     """Local disks keep directories of deleted files (object stores have none): drop them."""
-    if not _is_local(fs):
+    if not on_local_disk(fs):
         return
     for top in directories:
         for current, subdirs, files in os.walk(top, topdown=False):
@@ -455,7 +453,7 @@ def _switch(
 
 def _read_manifest(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | None]:
     """The published manifest and, on S3, its ETag (for the conditional switch)."""
-    if _is_local(fs):
+    if on_local_disk(fs):
         return _read_json(fs, path), None
     found = object_store(fs, path).read()
     return (None, None) if found is None else (json.loads(found[0]), found[1])
@@ -464,7 +462,7 @@ def _read_manifest(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | Non
 def _switch_manifest(fs: Any, path: str, manifest: Mapping[str, Any], etag: str | None) -> None:
     """Write the new manifest. On S3 the write is conditional on the manifest being the one read
     at the start of this publish: a run that lost the date while paused cannot switch it back."""
-    if _is_local(fs):
+    if on_local_disk(fs):
         _put_json(fs, path, manifest)
         return
     data = json.dumps(manifest, indent=2).encode()

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from processing.adapters.storage import put_bytes
 from processing.logic import quality
 from processing.logic.layout import EVENTS, Layout, report_file, run_tag
 from processing.spec import schema as s
@@ -44,9 +45,7 @@ def write(
     events, _ = layout.staged(date, staging_id)
     path = relative_path(kind, staging_id)
     target = f"{events}/{path}"
-    if "file" in fs.protocol:
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(target, data)
+    put_bytes(fs, target, data)
     return {"kind": kind, "dataset": EVENTS, "path": path, "bytes": len(data)}
 
 

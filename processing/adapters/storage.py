@@ -94,6 +94,20 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
     return fs, path
 
 
+def on_local_disk(fs: Any) -> bool:
+    """Whether an fsspec filesystem is the local disk (which, unlike object stores, has
+    directories that must exist before a file is written in them)."""
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol
+
+
+def put_bytes(fs: Any, path: str, data: bytes) -> None:
+    """Write a small object at ``path`` (its directory made first on a local disk)."""
+    if on_local_disk(fs):
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, data)
+
+
 @functools.cache
 def transient_storage_errors() -> tuple[type[BaseException], ...]:
     """Storage errors a retry may cure: OSError (s3fs translates most S3 errors to it),

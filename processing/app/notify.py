@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
+from processing.adapters.storage import put_bytes
 from processing.spec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,7 @@ def on_failure(context: Mapping[str, Any], settings: Settings) -> list[str]:
     """A task failed for good (after its retries): say so, and remember the date failed."""
     try:
         fs, marker = _marker(settings)
-        if "file" in fs.protocol:
-            fs.makedirs(marker.rsplit("/", 1)[0], exist_ok=True)
-        fs.pipe_file(marker, b"")
+        put_bytes(fs, marker, b"")
     except Exception as e:  # the notice matters more than the marker
         log.warning("could not record the failure of %s: %s", settings.date, e)
     return send(notice(context, FAILED, settings), settings)

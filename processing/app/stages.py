@@ -32,7 +32,7 @@ from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.date_lock import DateLock, holder_of
 from processing.adapters.sources import BigQuerySource, Piece, Source, SourcePlan
-from processing.adapters.storage import redact_url
+from processing.adapters.storage import put_bytes, redact_url
 from processing.adapters.writer import WriteOptions
 from processing.app.context import (
     date_lock,
@@ -87,9 +87,7 @@ def _state_path(layout: Layout, date: dt.date, run_id: str, kind: str) -> str:
 
 
 def _save(fs: Any, path: str, doc: Any) -> None:
-    if "file" in fs.protocol:  # a local disk needs the directory; S3 has none
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(path, json.dumps(doc, default=str).encode())
+    put_bytes(fs, path, json.dumps(doc, default=str).encode())
 
 
 def _load(fs: Any, layout: Layout, date: dt.date, run_id: str, kind: str) -> Any:
