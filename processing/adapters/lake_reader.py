@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from processing.adapters.storage import filesystem
-from processing.logic.layout import EVENTS, REJECTED, Layout
+from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout, entry_date
 from processing.spec import schema as s
 
 
@@ -74,9 +74,9 @@ def published_dates(dest: str, storage_options: Mapping[str, Any] | None = None)
     base = f"{root}/{EVENTS}"
     if not fs.exists(base):
         return []
-    dates = []
-    for entry in fs.ls(base, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith(f"{s.EVENT_DATE}=") and fs.exists(f"{entry}/_manifest.json"):
-            dates.append(dt.date.fromisoformat(name.split("=", 1)[1]))
-    return sorted(dates)
+    listed = {entry: entry_date(entry) for entry in fs.ls(base, detail=False)}
+    return sorted(
+        day
+        for entry, day in listed.items()
+        if day is not None and fs.exists(f"{entry.rstrip('/')}/{MANIFEST}")
+    )

@@ -16,8 +16,7 @@ from typing import Any
 
 from processing.adapters.storage import put_bytes
 from processing.logic import quality
-from processing.logic.layout import EVENTS, Layout, report_file, run_tag
-from processing.spec import schema as s
+from processing.logic.layout import EVENTS, Layout, entry_date, report_file, run_tag
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +79,8 @@ def history(fs: Any, layout: Layout, date: dt.date) -> list[quality.Summary]:
         entries = fs.ls(base, detail=False)
     except FileNotFoundError:
         return []
-    earlier = []
-    for entry in entries:
-        key, _, value = entry.rstrip("/").rsplit("/", 1)[-1].partition("=")
-        if key != s.EVENT_DATE:
-            continue
-        try:
-            day = dt.date.fromisoformat(value)
-        except ValueError:
-            continue
-        if day < date:
-            earlier.append(day)
+    dates = (entry_date(entry) for entry in entries)
+    earlier = [day for day in dates if day is not None and day < date]
     found: list[quality.Summary] = []
     for day in sorted(earlier, reverse=True)[:_CANDIDATES]:
         try:

@@ -29,7 +29,7 @@ from processing.app.context import (
 )
 from processing.app.stages import Progress, RunReport
 from processing.logic import run_metrics
-from processing.logic.layout import check_run_id, staged_date
+from processing.logic.layout import check_run_id, entry_date
 from processing.spec.errors import DateLockedError, LockLostError, TransientError
 from processing.spec.settings import Settings
 
@@ -112,7 +112,7 @@ def collect_garbage(
     for top in (layout.staging(), layout.locks()):
         if fs.exists(top):
             names = [e.removesuffix(".json") for e in fs.ls(top, detail=False)]
-            dates.update(d for d in map(staged_date, names) if d is not None)
+            dates.update(d for d in map(entry_date, names) if d is not None)
     if only is not None:
         dates &= {only}
     done = []

@@ -103,8 +103,9 @@ class Layout:
         return f"{self.locks()}/{s.EVENT_DATE}={date.isoformat()}.json"
 
 
-def staged_date(entry: str) -> dt.date | None:
-    """The date of a ``_staging`` entry (``.../event_date=D``), or None for anything else."""
+def entry_date(entry: str) -> dt.date | None:
+    """The date of a listed ``.../event_date=D`` entry (published, staged, or a lock without
+    its ``.json``), or None for anything else."""
     name = entry.rstrip("/").rsplit("/", 1)[-1]
     key, _, value = name.partition("=")
     if key != s.EVENT_DATE:

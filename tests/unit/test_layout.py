@@ -146,8 +146,8 @@ def test_relative_event_file(event_name: str, piece: int, sequence: int, expecte
         ("/lake/_staging/.write-probe", None),
     ],
 )
-def test_staged_date(entry: str, expected: dt.date | None) -> None:
-    assert lo.staged_date(entry) == expected
+def test_entry_date(entry: str, expected: dt.date | None) -> None:
+    assert lo.entry_date(entry) == expected
 
 
 def test_lock_is_hidden_from_readers_and_per_date() -> None:
