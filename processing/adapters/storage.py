@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,16 @@ S3_PROTOCOLS = ("s3", "s3a")
 
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> str:
+    """The absolute path of a local URL: ``file:///tmp/x``, ``file:/tmp/x`` (RFC 8089's form
+    without an authority) and ``/tmp/x`` are all ``/tmp/x``; relative paths are made absolute."""
+    if url.startswith("file://"):
+        url = url.removeprefix("file://")
+    elif url.startswith("file:/"):
+        url = url.removeprefix("file:")
+    return os.path.abspath(url)
 
 
 def is_s3(url: str) -> bool:
@@ -86,7 +97,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(fs, path)`` for ``url``. Local paths become absolute, so workers agree on them."""
     check_url(url)
     if is_local(url):
-        url = os.path.abspath(url.removeprefix("file://"))
+        url = _local_path(url)
     try:
         fs, path = url_to_fs(url, **dict(storage_options or {}))
     except (ImportError, ValueError, TypeError) as e:
@@ -132,14 +143,75 @@ def is_bad_request(error: BaseException) -> bool:
 
 
 def check_url(url: str) -> str:
-    """Refuse credentials in a URL: they would reach paths, logs and lock objects."""
+    """Refuse what would silently go to the wrong place: credentials in a URL (they would reach
+    paths, logs and lock objects) and a scheme without its "//" (``s3:/bucket/x`` would be a
+    local folder named ``s3:``). ``file:/tmp/x`` is the local path ``/tmp/x``; a relative path
+    with a colon in it (``lake:2023``) is a local path."""
     _, sep, rest = url.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:
         raise ConfigError(
             f"{redact_url(url)}: credentials do not belong in the URL; use the AWS chain "
             "(environment, IRSA, Pod Identity, profile) or --storage-options"
         )
+    meant = _missing_slashes(url)
+    if meant is not None:
+        shown = _redact_any(url)
+        raise ConfigError(
+            f"{shown!r} is not a usable URL, a scheme needs '://' after it: did you mean "
+            f"{_redact_any(meant)!r}? (for a local path that starts so, write './{shown}')"
+        )
     return url
+
+
+#: A URL scheme (RFC 3986) and its colon, at the start of a URL or of a link of an fsspec chain
+#: (``simplecache::s3://...``).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):(?!:)")
+
+
+@functools.cache
+def _protocols() -> frozenset[str]:
+    """The protocols fsspec knows, but ``data:`` (its URLs have no "//")."""
+    from fsspec.registry import available_protocols
+
+    return frozenset(available_protocols()) - {"data"}
+
+
+def _missing_slashes(url: str) -> str | None:
+    """What ``url`` meant if one of its links is a scheme without its "//" (``s3:/b``,
+    ``s3:b``, ``minio:/b``), else None. A link that starts with a protocol fsspec knows, or with
+    any scheme and one slash, is such a URL; ``file:/abs`` is a valid file URI."""
+    links = url.split("::")
+    for i, link in enumerate(links):
+        match = _SCHEME.match(link)
+        if match is None:
+            continue
+        scheme, rest = match.group(1).lower(), link[match.end() :]
+        if rest.startswith("//"):
+            continue
+        if scheme == "file":
+            if rest.startswith("/"):
+                continue
+            links[i] = rest  # file:tmp/x is no file URI: the relative path tmp/x
+            return "::".join(links)
+        if scheme in _protocols() or rest.startswith("/"):
+            links[i] = f"{scheme}://{rest.lstrip('/')}"
+            return "::".join(links)
+    return None
+
+
+def _redact_any(url: str) -> str:
+    """:func:`redact_url` for each link of an fsspec chain, with or without its "//"."""
+    shown = []
+    for link in url.split("::"):
+        match = _SCHEME.match(link)
+        if match:
+            start = match.end() + len(link[match.end() :]) - len(link[match.end() :].lstrip("/"))
+            host, slash, path = link[start:].partition("/")
+            if "@" in host:
+                shown.append(f"{link[:start]}***@{host.rsplit('@', 1)[1]}{slash}{path}")
+                continue
+        shown.append(link)
+    return "::".join(shown)
 
 
 def redact_url(url: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from processing.spec import rules as r
 from processing.spec import schema as s
@@ -44,10 +45,10 @@ def failure_reasons(normalised: pa.Table, run_date: dt.date) -> dict[int, list[s
     """Row position -> sorted reasons, for the rows that fail. Rows that pass are absent."""
     by_row: dict[int, set[str]] = defaultdict(set)
     defects = normalised.column(s.DEFECTS_COLUMN)
-    if defects.null_count < len(defects):
-        for i, row_defects in enumerate(defects.to_pylist()):
-            if row_defects:
-                by_row[i].update(row_defects)
+    if defects.null_count < len(defects):  # only the rows that have defects become Python
+        rows = pc.indices_nonzero(pc.fill_null(pc.list_value_length(defects), 0))
+        for i, row_defects in zip(rows.to_pylist(), defects.take(rows).to_pylist(), strict=True):
+            by_row[i].update(row_defects)
     try:
         output_model(run_date).validate(model_frame(normalised), lazy=True)
     except pandera.errors.SchemaErrors as e:

@@ -18,8 +18,15 @@ OUTSIDE_RUN_DATE = "outside_run_date"  # the UTC date of the event is not the da
 INVALID_FORMAT = "invalid_format"  # fails the field's pattern (see PATTERNS)
 TOO_LONG = "too_long"  # longer than MAX_LENGTH
 INVALID_JSON = "invalid_json"  # the whole record: not a JSON object
+INVALID_UTF8 = "invalid_utf8"  # text that is not valid UTF-8 (or a lone surrogate escape in JSON)
+OUT_OF_RANGE = "out_of_range"  # an instant BigQuery's TIMESTAMP cannot hold (see MIN/MAX_INSTANT)
 
 RECORD = "record"  # the pseudo-field for whole-record problems
+
+#: The instants a BigQuery TIMESTAMP can hold, in microseconds since the epoch (UTC):
+#: 0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999. Anything else is ``out_of_range``.
+MIN_INSTANT_US = -62_135_596_800_000_000
+MAX_INSTANT_US = 253_402_300_799_999_999
 
 
 def reason(field: str, rule: str) -> str:
@@ -27,7 +34,9 @@ def reason(field: str, rule: str) -> str:
 
 
 #: Patterns the normalised values must match. event_name becomes a partition directory, so it
-#: must be safe in a path and in Athena/Hive (lower-case, no slash, no "=").
+#: must be safe in a path and in Athena/Hive (lower-case, no slash, no "="). They are ASCII, and
+#: normalisation changes the case of ASCII letters only: a non-ASCII letter (the Kelvin sign, a
+#: long "ſ", a dotted "İ", "ß") is never folded into an ASCII one, it stays and fails the pattern.
 PATTERNS: dict[str, str] = {
     s.EVENT_NAME: r"^[a-z][a-z0-9_]{0,63}$",
     s.PLATFORM: r"^[a-z0-9_]{1,32}$",
@@ -58,7 +67,7 @@ POLICY: tuple[FieldPolicy, ...] = (
         f"reject `{reason(s.EVENT_DATETIME, MISSING)}`",
         "to UTC, microseconds; text in ISO 8601 with `Z`, an offset or no zone (read as UTC, "
         "as BigQuery does), `T` or space, ` UTC` suffix",
-        (UNPARSEABLE, WRONG_TYPE, OUTSIDE_RUN_DATE),
+        (UNPARSEABLE, OUT_OF_RANGE, INVALID_UTF8, WRONG_TYPE, OUTSIDE_RUN_DATE),
     ),
     FieldPolicy(
         s.EVENT_DATE,
@@ -73,8 +82,8 @@ POLICY: tuple[FieldPolicy, ...] = (
         "event_name",
         True,
         f"reject `{reason(s.EVENT_NAME, MISSING)}`",
-        "trim, lower-case, runs of spaces/hyphens to `_`",
-        (INVALID_FORMAT, WRONG_TYPE),
+        "trim, lower-case (ASCII letters only), runs of spaces/hyphens to `_`",
+        (INVALID_FORMAT, INVALID_UTF8, WRONG_TYPE),
     ),
     FieldPolicy(
         s.USER_ID,
@@ -82,15 +91,15 @@ POLICY: tuple[FieldPolicy, ...] = (
         True,
         f"reject `{reason(s.USER_ID, MISSING)}` (also when `user_identifiers` is absent)",
         "trim (case kept: ids are case-sensitive)",
-        (TOO_LONG, WRONG_TYPE),
+        (TOO_LONG, INVALID_UTF8, WRONG_TYPE),
     ),
     FieldPolicy(
         s.PLATFORM,
         "user_identifiers.platform",
         False,
         f"default `{s.UNKNOWN_PLATFORM}`",
-        "trim, lower-case",
-        (INVALID_FORMAT, WRONG_TYPE),
+        "trim, lower-case (ASCII letters only)",
+        (INVALID_FORMAT, INVALID_UTF8, WRONG_TYPE),
     ),
     FieldPolicy(
         s.PRODUCT_NAME,
@@ -98,14 +107,14 @@ POLICY: tuple[FieldPolicy, ...] = (
         False,
         "kept as null (events such as `login` have no product)",
         "trim; empty becomes null",
-        (TOO_LONG, WRONG_TYPE),
+        (TOO_LONG, INVALID_UTF8, WRONG_TYPE),
     ),
     FieldPolicy(
         s.SKU,
         "product_information.SKU",
         False,
         "kept as null",
-        "trim, upper-case; empty becomes null",
-        (INVALID_FORMAT, WRONG_TYPE),
+        "trim, upper-case (ASCII letters only); empty becomes null",
+        (INVALID_FORMAT, INVALID_UTF8, WRONG_TYPE),
     ),
 )

@@ -249,7 +249,7 @@ def test_policy_covers_every_output_column_once() -> None:
 @pytest.mark.parametrize("policy", r.POLICY, ids=[p.field for p in r.POLICY])
 def test_policy_rules_are_known_rule_names(policy: r.FieldPolicy) -> None:
     known = {r.MISSING, r.UNPARSEABLE, r.WRONG_TYPE, r.OUTSIDE_RUN_DATE, r.INVALID_FORMAT}
-    known |= {r.TOO_LONG, r.INVALID_JSON}
+    known |= {r.TOO_LONG, r.INVALID_JSON, r.INVALID_UTF8, r.OUT_OF_RANGE}
     assert set(policy.rules) <= known
     assert policy.required == (
         policy.field in {s.EVENT_DATETIME, s.EVENT_DATE, s.EVENT_NAME, s.USER_ID}

@@ -25,6 +25,7 @@ from processing.logic.validate import model_frame
 from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.model import output_model
+from tests.unit.hostile_lines import BAD_NEIGHBOURS, HOSTILE, SELECTED, outcomes, with_raw
 from tests.unit.pairs import column_pairs
 
 DATE = dt.date(2023, 10, 23)
@@ -39,6 +40,8 @@ RULES = {
     r.INVALID_FORMAT,
     r.TOO_LONG,
     r.INVALID_JSON,
+    r.INVALID_UTF8,
+    r.OUT_OF_RANGE,
 }
 FIELDS = {r.RECORD, *s.OUTPUT_COLUMNS}
 REQUIRED = (s.EVENT_DATETIME, s.EVENT_NAME, s.USER_ID, s.PLATFORM)
@@ -276,3 +279,84 @@ def test_typed_batches(rows: list[dict[str, Any]]) -> None:
         assert r.reason(s.EVENT_DATETIME, r.UNPARSEABLE) not in reasons
     for record in result.rejected.column("source_record").to_pylist():
         assert isinstance(json.loads(record), dict)
+
+
+# --- JSON lines: a line's outcome is its own ------------------------------------------------------
+LINES = [
+    *(line for _, line in HOSTILE),
+    *BAD_NEIGHBOURS,
+    *(json.dumps(row).encode() for row in ({"event_name": "view"}, {}, {"timestamp": 5})),
+]
+_ALONE: dict[bytes, tuple[str, ...]] = {}
+
+
+def alone(line: bytes) -> tuple[str, ...]:
+    """The line's outcome in a batch of its own."""
+    if line not in _ALONE:
+        _ALONE[line] = outcomes([line], 1)[0]
+    return _ALONE[line]
+
+
+@settings(PROPERTY_SETTINGS, max_examples=60)
+@given(st.lists(st.sampled_from(LINES), min_size=1, max_size=12), st.integers(1, 13))
+def test_a_json_lines_outcome_depends_on_nothing_else(lines: list[bytes], batch_rows: int) -> None:
+    """Hostile lines (deep nesting, huge numbers, invalid UTF-8, lone surrogates, NaN, duplicate
+    keys, BOM, control characters, trailing garbage) among good and bad neighbours: each line is
+    valid, or rejected for the same reasons, whatever the batch size and the neighbours (which
+    decide whether Arrow's reader or the line-by-line parser reads it)."""
+    assert outcomes(lines, batch_rows) == [alone(line) for line in lines]
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.sampled_from([path for path, _ in SELECTED] + [("x",), ("user_identifiers", "x")]),
+    st.binary(max_size=12),
+)
+def test_any_bytes_in_a_json_string_read_alike_by_both_parsers(
+    path: tuple[str, ...], content: bytes
+) -> None:
+    """Arbitrary bytes (invalid UTF-8, quotes, escapes, control characters) inside a string:
+    Arrow's reader (the line alone) and the line-by-line parser (after a `null` line) agree."""
+    raw = with_raw(path, b'"' + content + b'"')
+    assert outcomes([raw], 1) == outcomes([b"null", raw], 2)[1:]
+
+
+_PATHS = [path for path, _ in SELECTED] + [("x",), ("user_identifiers", "x")]
+# JSON values, with the literals only Arrow's reader takes, text of any bytes, and mistakes.
+_LITERALS = [
+    *(b"NaN", b"Infinity", b"-Infinity", b"Inf", b"-Inf", b"-NaN", b"true", b"false", b"null"),
+    *(b"1e5", b"-0", b"0.5", b"1e999", b"9" * 30, b'"\\ud800"', b'"\\u00e9"'),
+]
+_MISTAKES = [b"+Inf", b"nan", b"Infinit", b"01", b"1.", b",", b":", b"[", b"}", b'"']
+_leaves = st.one_of(
+    st.sampled_from(_LITERALS),
+    st.binary(max_size=6).map(lambda b: b'"' + b + b'"'),  # any bytes as text
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda xs: b"[" + b",".join(xs) + b"]"),
+        st.lists(st.tuples(st.sampled_from([b'"k"', b'"id"', b'"\xe9"']), inner), max_size=3).map(
+            lambda kv: b"{" + b",".join(k + b":" + v for k, v in kv) + b"}"
+        ),
+    ),
+    max_leaves=6,
+)
+json_values = st.one_of(
+    _values,
+    st.builds(
+        lambda v, m, at: v[:at] + m + v[at:],
+        _values,
+        st.sampled_from(_MISTAKES),
+        st.integers(0, 20),
+    ),
+)
+
+
+@PROPERTY_SETTINGS
+@given(st.sampled_from(_PATHS), json_values)
+def test_any_value_read_alike_by_both_parsers(path: tuple[str, ...], value: bytes) -> None:
+    """Any value, nested, with Arrow's own literals or text of any bytes, valid JSON or not:
+    Arrow's reader (the line alone) and the line-by-line parser (after a `null` line) agree."""
+    raw = with_raw(path, value)
+    assert outcomes([raw], 1) == outcomes([b"null", raw], 2)[1:]

@@ -74,6 +74,7 @@ def reasons_of(result: BatchResult) -> list[list[str]]:
 
 OUTSIDE = r.reason(s.EVENT_DATETIME, r.OUTSIDE_RUN_DATE)
 UNPARSEABLE = r.reason(s.EVENT_DATETIME, r.UNPARSEABLE)
+OUT_OF_RANGE = r.reason(s.EVENT_DATETIME, r.OUT_OF_RANGE)
 
 # --- timestamps as text ---------------------------------------------------------------------------
 # (text, expected UTC instant) for values that parse; (text, reason) for values that do not.
@@ -141,6 +142,18 @@ TEXT_TIMESTAMPS = [
     pytest.param("2023-02-30T12:00:00Z", UNPARSEABLE, id="february-30"),
     pytest.param("23/10/2023 12:00:00", UNPARSEABLE, id="day-first"),
     pytest.param("12:00:00", UNPARSEABLE, id="time-only"),
+    # BigQuery's range: 0001-01-01 to 9999-12-31T23:59:59.999999Z; an offset can leave it
+    pytest.param("0001-01-01T00:00:00Z", OUTSIDE, id="first-instant-bigquery-holds"),
+    pytest.param("9999-12-31T23:59:59.999999Z", OUTSIDE, id="last-instant-bigquery-holds"),
+    pytest.param("9999-12-31T23:59:59-01:00", OUT_OF_RANGE, id="offset-past-year-9999"),
+    pytest.param("0001-01-01T00:30:00+01:00", OUT_OF_RANGE, id="offset-before-year-1"),
+    pytest.param("0000-06-01T00:00:00Z", OUT_OF_RANGE, id="year-0"),
+    pytest.param("0001-01-01T00:00:00.0000001Z", OUTSIDE, id="year-1-with-nanoseconds"),
+    pytest.param(
+        "2023-10-23T12:34:56.1234567+02:00",
+        utc(2023, 10, 23, 10, 34, 56, 123456),
+        id="nanoseconds-and-offset",
+    ),
 ]
 
 
@@ -334,6 +347,23 @@ REJECTIONS = [
     pytest.param("sku", "sku with spaces!", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-spaces"),
     pytest.param("sku", "-SKU", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-hyphen-first"),
     pytest.param("product_name", "p" * 513, [f"{s.PRODUCT_NAME}:{r.TOO_LONG}"], id="pn-too-long"),
+    # case is changed for ASCII letters only: other letters are never folded into ASCII ones
+    pytest.param(
+        "event_name", "\u212aeypress", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-kelvin"
+    ),
+    pytest.param(
+        "event_name", "V\u0130EW", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-dotted-I"
+    ),
+    pytest.param(
+        "event_name", "add\u00a0to", [f"{s.EVENT_NAME}:{r.INVALID_FORMAT}"], id="event-nbsp"
+    ),
+    pytest.param(
+        "platform", "\u212aindle", [f"{s.PLATFORM}:{r.INVALID_FORMAT}"], id="platform-kelvin"
+    ),
+    pytest.param("sku", "stra\u00dfe-1", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-sharp-s"),
+    pytest.param("sku", "\ufb00-1", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-ff-ligature"),
+    pytest.param("sku", "sku-\u0131", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-dotless-i"),
+    pytest.param("sku", "\u017fku-1", [f"{s.SKU}:{r.INVALID_FORMAT}"], id="sku-long-s"),
 ]
 
 

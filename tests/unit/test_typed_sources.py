@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyarrow import ipc
 
 from processing.adapters.sources import open_source
 from processing.adapters.sources.arrow_files import check_input_schema, conform
@@ -166,3 +167,67 @@ def test_a_piece_of_many_small_row_groups_reads_into_full_batches(tmp_path: Path
     result = split_batch(pa.concat_tables(batches), dt.date(2023, 10, 23))
     assert result.valid.num_rows == n
     assert sorted(result.valid.column("user_id").to_pylist()) == sorted(f"u{i}" for i in range(n))
+
+
+# --- duplicated columns --------------------------------------------------------------------------
+def _with_duplicate(table: pa.Table, name: str) -> pa.Table:
+    """``table`` with a second column ``name`` (a copy of the first one, or of event_name), or
+    for ``struct.child`` a second child of that name in the struct."""
+    if "." not in name:
+        source = name if name in table.column_names else "event_name"
+        return table.append_column(name, table.column(source))
+    top, child = name.split(".")
+    struct = table.column(top).combine_chunks()
+    children = [struct.field(i) for i in range(struct.type.num_fields)]
+    names = [f.name for f in struct.type]
+    copy = struct.field(child) if child in names else struct.field(0)
+    rebuilt = pa.StructArray.from_arrays([*children, copy], names=[*names, child])
+    return table.set_column(table.column_names.index(top), top, rebuilt)
+
+
+SELECTED_DUPLICATES = [
+    "timestamp",
+    "event_name",
+    "user_identifiers",
+    "product_information",
+    "user_identifiers.id",
+    "user_identifiers.platform",
+    "product_information.name",
+    "product_information.SKU",
+]
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        with ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+@pytest.mark.parametrize("name", SELECTED_DUPLICATES)
+def test_a_duplicated_selected_field_is_refused_naming_it(
+    tmp_path: Path, name: str, suffix: str
+) -> None:
+    table = _with_duplicate(_table(), name)
+    with pytest.raises(InputError, match=f"'{name}' appears 2 times"):
+        check_input_schema(table.schema, "t.parquet")
+    path = tmp_path / f"day{suffix}"
+    _write(table, path)
+    with pytest.raises(InputError, match=f"{path}: field '{name}' appears 2 times"):
+        open_source(str(path)).plan(dt.date(2023, 10, 23), 100)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+@pytest.mark.parametrize("name", ["extra", "user_identifiers.email", "product_information.x"])
+def test_a_duplicated_field_that_is_not_read_is_ignored(
+    tmp_path: Path, name: str, suffix: str
+) -> None:
+    table = _with_duplicate(_with_duplicate(_table(), name), name)
+    path = tmp_path / f"day{suffix}"
+    _write(table, path)
+    [piece] = open_source(str(path)).plan(dt.date(2023, 10, 23), 100).pieces
+    [batch] = list(piece.read(100))
+    result = split_batch(batch, dt.date(2023, 10, 23))
+    assert result.valid.column("user_id").to_pylist() == ["u1"]

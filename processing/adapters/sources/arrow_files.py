@@ -16,6 +16,7 @@ from pyarrow import ipc
 
 from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem
+from processing.logic.normalise import text_as_bytes, to_utc_microseconds
 from processing.spec import schema as s
 from processing.spec.errors import InputError
 
@@ -32,12 +33,28 @@ def _is_text(typ: pa.DataType) -> bool:
     return bool(pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ))
 
 
+def _duplicated(names: list[str], selected: tuple[str, ...]) -> list[str]:
+    return [n for n in selected if names.count(n) > 1]
+
+
 def check_input_schema(schema: pa.Schema, where: str) -> None:
-    """Fail with one line naming the field if the file cannot be read as the events table."""
+    """Fail with one line naming the field if the file cannot be read as the events table.
+
+    A selected field (or a selected child of one) that appears twice is refused: which of the two
+    is the event is anyone's guess. Other fields may repeat: they are not read.
+    """
+    for name in _duplicated(schema.names, s.SELECTED_FIELDS):
+        raise InputError(f"{where}: field {name!r} appears {schema.names.count(name)} times")
     for name in s.SELECTED_FIELDS:
         if name not in schema.names:
             raise InputError(f"{where}: field {name!r} is missing (found {schema.names})")
         typ = schema.field(name).type
+        if name in _EXPECTED_CHILDREN and pa.types.is_struct(typ):
+            children = [f.name for f in typ]
+            for child in _duplicated(children, _EXPECTED_CHILDREN[name]):
+                raise InputError(
+                    f"{where}: field '{name}.{child}' appears {children.count(child)} times"
+                )
         if name == "timestamp":
             ok = pa.types.is_timestamp(typ) or _is_text(typ)
         elif name in _EXPECTED_CHILDREN:
@@ -55,26 +72,62 @@ def check_input_schema(schema: pa.Schema, where: str) -> None:
 _TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 
 
+def _check_buffers(table: pa.Table) -> None:
+    """Refuse offsets and indices that point outside their buffers, which Arrow's IPC reader (and
+    so a BigQuery stream) passes on unchecked from a corrupt file and a kernel would then read out
+    of bounds: ``ArrowInvalid``, which the task reports as a corrupt source. Text is checked as
+    bytes: a value that is not UTF-8 is a row's problem (``invalid_utf8``), not the file's."""
+    table.validate()
+    table.cast(pa.schema([f.with_type(text_as_bytes(f.type)) for f in table.schema])).validate(
+        full=True
+    )
+
+
+def _check_indices(values: Any, path: str) -> None:
+    """Refuse dictionary indices that point outside their dictionary (Parquet's reader passes
+    them on from a corrupt page): ``ArrowInvalid``, which the task reports as a corrupt source."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    for chunk in chunks:
+        low, high = pc.min_max(chunk.indices).values()
+        if low.is_valid and (low.as_py() < 0 or high.as_py() >= len(chunk.dictionary)):
+            raise pa.ArrowInvalid(
+                f"field {path!r}: dictionary index {low.as_py()}..{high.as_py()} out of bounds "
+                f"for {len(chunk.dictionary)} values (a corrupt page)"
+            )
+
+
 def _text(values: Any, path: str) -> Any:
-    """Text as plain strings; categorical fields may stay dictionary-encoded (no re-hashing)."""
-    if pa.types.is_dictionary(values.type) and path in s.CATEGORICAL_INPUT:
-        return values.cast(_TEXT_DICTIONARY)
+    """Text as plain strings; categorical fields may stay dictionary-encoded (no re-hashing).
+
+    The bytes are not checked for UTF-8 here: a value that is not is a row's problem
+    (``invalid_utf8``, found by the transform), not the file's.
+    """
+    if pa.types.is_dictionary(values.type):
+        _check_indices(values, path)
+        if path in s.CATEGORICAL_INPUT:
+            return values.cast(_TEXT_DICTIONARY)
     return values.cast(pa.string())
 
 
-def conform(table: pa.Table) -> pa.Table:
+def conform(table: pa.Table, *, check_buffers: bool = True) -> pa.Table:
     """Project the selected fields and cast to the input shape (timestamps to us, UTC).
 
+    ``check_buffers`` checks every offset and index of the selected fields first (see
+    :func:`_check_buffers`); Parquet's reader builds its arrays itself, so only dictionary
+    indices, which it passes on from the pages, are checked without it.
+
     Categorical text fields (``schema.CATEGORICAL_INPUT``) that the file dictionary-encodes stay
-    dictionaries of strings; every other text field becomes plain strings.
+    dictionaries of strings; every other text field becomes plain strings. Timestamps of a coarser
+    unit than microseconds that would overflow are clamped, never wrapped around (see
+    :func:`processing.logic.normalise.to_utc_microseconds`): they are rejected as out of range.
     """
+    if check_buffers:
+        _check_buffers(table.select(list(s.SELECTED_FIELDS)))
     columns = []
     for name in s.SELECTED_FIELDS:
         column = table.column(name)
         if name == "timestamp" and pa.types.is_timestamp(column.type):
-            if column.type.tz is None:
-                column = pc.assume_timezone(column, "UTC")
-            column = pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False)
+            column = to_utc_microseconds(column)
         elif name in _EXPECTED_CHILDREN:
             children = _EXPECTED_CHILDREN[name]
             arrays = [
@@ -104,7 +157,7 @@ def plan_parquet(
         with fs.open(path, "rb") as f:
             meta = pq.ParquetFile(f).metadata
             schema = meta.schema.to_arrow_schema()
-    except (OSError, pa.ArrowInvalid) as e:
+    except (OSError, pa.ArrowException, UnicodeError) as e:  # a name that is not UTF-8, too
         raise InputError(f"{path}: cannot read as Parquet: {e}") from e
     check_input_schema(schema, path)
     dictionary_paths = _dictionary_paths(schema)
@@ -178,7 +231,7 @@ def read_parquet(
             for batch in parquet.iter_batches(
                 batch_size=batch_rows, row_groups=[group], columns=list(s.SELECTED_FIELDS)
             ):
-                pending.append(conform(pa.Table.from_batches([batch])))
+                pending.append(conform(pa.Table.from_batches([batch]), check_buffers=False))
                 buffered += batch.num_rows
                 if buffered >= batch_rows:
                     yield pa.concat_tables(pending)
@@ -196,7 +249,7 @@ def plan_ipc(
             reader = ipc.open_file(f)
             check_input_schema(reader.schema, path)
             counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-    except (OSError, pa.ArrowInvalid) as e:
+    except (OSError, pa.ArrowException, UnicodeError) as e:
         raise InputError(f"{path}: cannot read as an Arrow IPC file: {e}") from e
     pieces: list[Piece] = []
     start, rows = 0, 0

@@ -5,6 +5,14 @@ range where it starts); a gzip file is one piece. Each batch is parsed by Arrow'
 the explicit text schema; a batch that Arrow refuses (a number where text belongs, a line that is
 not an object) is parsed line by line instead, and each such problem becomes a defect on its row.
 Every row keeps its line as ``_raw``, so a rejected row is stored exactly as it came.
+
+A line's outcome must not depend on its neighbours, so the line-by-line parser gives the same
+record as Arrow's reader for every line Arrow accepts: it does not convert numbers (Python's limit
+on the digits of an integer does not apply), keeps invalid UTF-8 as surrogate escapes (the
+field that holds it is ``invalid_utf8``, as the transform finds for Arrow's records, and an
+ignored field may hold anything) and, for a line Python cannot read (nested deeper than its
+recursion limit, or holding the ``Inf``, ``-Inf`` or ``-NaN`` literals Arrow also takes), asks
+Arrow's reader about that line alone (a line that is merely broken is not: it costs as before).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from processing.spec import schema as s
 _PARSE = pajson.ParseOptions(
     explicit_schema=s.TEXT_INPUT_SCHEMA, unexpected_field_behavior="ignore"
 )
+_ARROW_MIN_BLOCK = 1 << 20  # Arrow's default block size
 _ASSUMED_BYTES_PER_LINE = 220  # for planning byte ranges; only affects piece sizes
 _OUTPUT_SCHEMA = s.TEXT_INPUT_SCHEMA.append(pa.field(s.RAW_COLUMN, pa.string())).append(
     pa.field(s.DEFECTS_COLUMN, pa.list_(pa.string()))
@@ -78,31 +87,82 @@ def _lines(f: io.BufferedIOBase, start: int, end: int | None) -> Iterator[bytes]
             yield line
 
 
+class _Number:
+    """Any JSON number or NaN/Infinity literal, unconverted: never text (``wrong_type``)."""
+
+
+_NUMBER = _Number()
+_ARROW_LITERALS = ("Inf", "-Inf", "-NaN")  # besides JSON's NaN, Infinity and -Infinity
+_DECODER = json.JSONDecoder(
+    parse_int=lambda _: _NUMBER, parse_float=lambda _: _NUMBER, parse_constant=lambda _: _NUMBER
+)
+_TEXT_AS_BYTES = pa.schema(
+    [
+        f.with_type(
+            pa.struct([c.with_type(pa.binary()) for c in f.type])
+            if pa.types.is_struct(f.type)
+            else pa.binary()
+        )
+        for f in s.TEXT_INPUT_SCHEMA
+    ]
+)
+
+
 def _is_unicode(text: str) -> bool:
     try:
-        text.encode("utf-8")  # JSON may escape lone surrogates ("\ud800"): not text
+        # invalid UTF-8 read with surrogateescape, or a lone surrogate escape ("\ud800")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
 
 
-def _coerce(value: Any, defect: str, defects: list[str]) -> str | None:
+def _coerce(value: Any, out: str, defects: list[str]) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         if _is_unicode(value):
             return value
-        defects.append(r.reason(r.RECORD, r.INVALID_JSON))
+        defects.append(r.reason(out, r.INVALID_UTF8))
         return None
-    defects.append(defect)
+    defects.append(r.reason(out, r.WRONG_TYPE))
     return None
+
+
+def _text_of(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    if isinstance(value, dict):
+        return {k: _text_of(v) for k, v in value.items()}
+    return value
+
+
+def _read_alone(line: bytes) -> dict[str, Any] | None:
+    """The selected fields of ``line`` as Arrow's reader reads it on its own (text as Python
+    reads it), or None if Arrow refuses it."""
+    if not line.lstrip().startswith(b"{"):  # see parse_lines
+        return None
+    options = pajson.ReadOptions(use_threads=False, block_size=max(_ARROW_MIN_BLOCK, len(line) + 1))
+    try:
+        table = pajson.read_json(io.BytesIO(line), read_options=options, parse_options=_PARSE)
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != 1:
+        return None
+    record: dict[str, Any] = _text_of(table.cast(_TEXT_AS_BYTES).to_pylist()[0])
+    return record
 
 
 def parse_line(line: bytes) -> tuple[dict[str, Any], list[str]]:
     """One line to a record of the text schema and its defects (slow path, never raises)."""
+    text = line.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")  # a BOM
     try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):  # also: absurdly deep nesting, 5,000-digit numbers
+        obj = _DECODER.decode(text)
+    except RecursionError:  # Arrow's reader has no nesting limit
+        obj = _read_alone(line)
+    except json.JSONDecodeError as e:  # Arrow's reader also takes Inf, -Inf and -NaN
+        obj = _read_alone(line) if text.startswith(_ARROW_LITERALS, e.pos) else None
+    if obj is None:
         return {}, [r.reason(r.RECORD, r.INVALID_JSON)]
     if not isinstance(obj, dict):
         return {}, [r.reason(r.RECORD, r.INVALID_JSON)]
@@ -110,9 +170,8 @@ def parse_line(line: bytes) -> tuple[dict[str, Any], list[str]]:
     record: dict[str, Any] = {}
     for top, child, out in _TEXT_FIELDS:
         value = obj.get(top)
-        wrong = r.reason(out, r.WRONG_TYPE)
         if child is None:
-            record[top] = _coerce(value, wrong, defects)
+            record[top] = _coerce(value, out, defects)
             continue
         if value is not None and not isinstance(value, dict):
             # a struct that is not an object: blame its required member, or its first one
@@ -125,7 +184,7 @@ def parse_line(line: bytes) -> tuple[dict[str, Any], list[str]]:
             record.setdefault(top, None)
             continue
         struct = record.get(top) or {}
-        struct[child] = _coerce(value.get(child), wrong, defects)
+        struct[child] = _coerce(value.get(child), out, defects)
         record[top] = struct
     return record, defects
 
