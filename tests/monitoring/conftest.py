@@ -27,7 +27,8 @@ def pushgateway(tmp_path) -> Iterator[str]:
     assert binary, f"{BINARY} is needed (./dev installs Debian's package; or apt-get install it)"
     address = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [binary, f"--web.listen-address={address}"],
+        # no persistence file: Debian's default one is shared by every gateway on the machine
+        [binary, f"--web.listen-address={address}", "--persistence.file="],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "pushgateway.log").open("w"),
     )  # fmt: skip
     url = f"http://{address}"

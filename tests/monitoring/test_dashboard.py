@@ -127,7 +127,6 @@ def test_the_monitoring_kustomization_renders_valid_documents() -> None:
         ("ConfigMap", "events-lake-alert-rules"),
         ("ConfigMap", "events-lake-dashboard"),
         ("ConfigMap", "alertmanager-events-lake-config"),
-        ("Secret", "alertmanager-events-lake"),
     }  # the PodMonitor is in prometheus-operator/: tests/kubernetes/test_monitoring_manifests.py
     for d in docs:  # built-in kinds only: it applies to clusters without the operator's CRDs
         kubernetes_validate.validate(d, "1.32", strict=True)
