@@ -16,10 +16,15 @@ import fcntl
 import hashlib
 import os
 import posixpath
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from processing.spec.errors import ConfigError
+from processing.spec.errors import ConfigError, TransientError
+
+#: How long a local compare-and-swap waits for the guard's flock (held for microseconds by a
+#: live process; longer only by a process stopped inside it) before giving up as transient.
+GUARD_TIMEOUT_SECONDS = 60.0
 
 
 class ObjectStore(Protocol):
@@ -89,16 +94,31 @@ class S3Object:
 
 
 class LocalObject:
-    """The same operations on a local file, each under an exclusive flock of a guard file."""
+    """The same operations on a local file, each under an exclusive flock of a guard file (beside
+    the object unless ``guard`` names another place). Writes replace the file by a rename, so
+    readers that do not take the flock still see the old or the new content, never a part."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, guard: str | None = None) -> None:
         self.path = path
+        self.guard = guard or f"{path}.guard"
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:
         os.makedirs(posixpath.dirname(self.path), exist_ok=True)
-        with open(f"{self.path}.guard", "a+b") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
+        os.makedirs(posixpath.dirname(self.guard), exist_ok=True)
+        with open(self.guard, "a+b") as guard:
+            deadline = time.monotonic() + GUARD_TIMEOUT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TransientError(
+                            f"{self.guard} stays locked by another process (stopped while "
+                            "writing?): try again once it has finished or been killed"
+                        ) from None
+                    time.sleep(0.01)
             try:
                 yield
             finally:
@@ -141,10 +161,11 @@ class LocalObject:
             return True
 
 
-def object_store(fs: Any, path: str) -> ObjectStore:
+def object_store(fs: Any, path: str, guard: str | None = None) -> ObjectStore:
+    """Compare-and-swap on ``path``; ``guard``: where a local disk keeps its flock file."""
     protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocol:
-        return LocalObject(path)
+        return LocalObject(path, guard)
     if {"s3", "s3a"} & set(protocol):
         return S3Object(fs, path)
     raise ConfigError(

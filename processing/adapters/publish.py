@@ -1,44 +1,65 @@
-"""Write-audit-publish for one date, on any fsspec filesystem: local disk, S3, S3-compatible.
+"""Write-audit-publish for one date, on a local disk or S3, safe against every schedule.
 
 S3 cannot rename a directory or replace several keys at once, so the publish is a short series of
-steps, each of which can be repeated, with the date's manifest as the switch. The caller holds
-the date's lock (:mod:`processing.adapters.date_lock`) through all of it.
+steps, each of which can be repeated, with the date's manifest as the switch. The caller holds the
+date's lock (:mod:`processing.adapters.date_lock`), which is also the publish's *fence*.
 
-1. ``prepare``: complete a publish that was interrupted (its marker is still there), then remove
-   all other staging of the date (failed or killed runs).
-2. The run writes under ``_staging/event_date=D/run_id=R/{events,rejected}``. File names carry the
-   run's tag, so no two versions of a date share a name. Nothing published is touched. Its
-   reports (``events/_reports/``, listed in the manifest's ``reports``) move with its files
-   through every step below.
-3. ``audit``: every file the tasks reported exists with the reported row count in its footer, no
-   other Parquet file is there (reports are not audited: they are not data), every reported
-   partition is there, and the first 65,536 rows of one file per event name, read back, conform
-   to the Pandera output model.
-4. ``publish``: the manifest (with a ``publish_id`` unique to this attempt) goes into the staged
-   events directory; the lock is checked; a ``_publishing`` marker goes into the run's staging.
-   From here on, the next holder of the lock completes the publish if this process dies. Then:
+The versions of a date
+    ``events/event_date=D/`` and ``rejected/event_date=D/`` hold the published version: exactly
+    the files its ``_manifest.json`` lists (data files and reports). ``_previous/event_date=D/``
+    holds the version published before it, the same way. A run stages its own version under
+    ``_staging/event_date=D/run_id=R/``. Every version names its files with a tag of its own
+    (:mod:`processing.logic.layout`), and a rollback republishes the kept files under a new tag:
+    **a file name, once it is no longer published, is never published again.**
 
-   a. the published version is copied (as its manifest lists it) to ``_previous/event_date=D``,
-      replacing the version kept there, its manifest last; a rollback copies it back;
-   b. the run's files are copied into the published directories, beside the old ones;
-   c. the lock is checked, and the run's manifest is written over the published one: the switch
-      (one rename on a local disk; on S3 one PUT conditional on the ETag of the manifest read at
-      the start, so a run that lost the date while paused cannot switch it back);
-   d. the lock is checked, and every file of the published date that the new manifest does not
-      list is deleted (and listed again, until none is left);
-   e. the staging is removed, marker first.
+The steps of a publish (and of a rollback, which stages the kept version and publishes it)
+    1. the staged manifest, with a ``publish_id`` unique to this attempt and the version's tag;
+    2. *mark*: the publish's :class:`Intent` goes into the lock object, in a conditional write
+       that also proves the lock is still ours. From here on, whoever holds the date next
+       completes the publish (or abandons it, if its staging lost files);
+    3. *keep*: the published version is copied to ``_previous/`` beside the version kept there,
+       the previous manifest is switched to it (conditionally), and the files of the version kept
+       before are deleted; a damaged published version is not kept (the older one stays);
+    4. *copy*: the run's files are copied in beside the published ones (server-side on S3, hard
+       links on a local disk), from its staging;
+    5. *switch*: the run's manifest replaces the published one: one conditional write (S3:
+       ``If-Match`` on the ETag read before step 3, or ``If-None-Match``; a local disk: the same
+       compare-and-swap under a flock, then a rename);
+    6. *retire*: the staging is removed, then every file of the date that the new manifest does
+       not list is deleted;
+    7. *clear*: the intent leaves the lock.
 
-A marked staging whose files are gone (a run that lost its lock, whose staging the next holder
-removed) is abandoned, not published: the files it copied in are removed.
+Why a run that lost the lock (paused past its time to live, then resumed) changes nothing
+    Every step that changes what readers see, or what a rollback restores, is safe on its own
+    whenever it happens:
 
-On S3 the copies are server-side and concurrent; on a local disk they are hard links, so no byte
-is copied. What readers see, at every moment:
+    - *mark* and *clear* are conditional writes of the lock: refused once another run holds it.
+    - the two *switches* (published and previous manifests) are conditional on the manifest read
+      before the lock was last checked. A run that takes the date over inherits the open intent
+      and resolves it before anything else: it completes it (its switch changes the manifest, so
+      a late switch by the paused run is refused, or writes exactly what was completed) or
+      abandons it because its staged files are gone (then they are gone for the paused run's
+      copies too, which fail before its switch).
+    - *deletes* are of files listed, then the lock checked, then exactly those files deleted,
+      never "whatever is not listed now". A file that was listed and not published while the run
+      held the date belongs to no version and never will (names are never reused, only the lock's
+      holder makes a version, and it had resolved every open intent first), so deleting it later
+      is harmless.
+    - *copies* into the published directories come from the run's staging, which the run that
+      completes or abandons the intent removes before it lists what to delete: a late copy fails
+      (its source is gone) or lands before that listing and is deleted with the rest.
+    - copies into ``_previous/`` add files that no previous manifest lists (the next keep deletes
+      them); they never change the kept version.
 
-- through the manifest: one complete version (the old until c, the new after c). The old
-  version's files stay in ``_previous/`` until the next publish of the date;
-- listing the date's prefix: every file of at least one complete version, plus, from b to d, the
-  files of the other version (rows can appear twice in that window, never be missing). ``publish``
-  returns that window's length.
+What readers see
+    Through the manifest: one complete version, the old until step 5, the new after it. Listing
+    the date's prefix: every file of at least one complete version, plus, from step 4 to step 6,
+    the files of the other (rows can appear twice in that window, never be missing).
+    :func:`publish` returns that window's length.
+
+A damaged date (a data file missing or truncated, the manifest missing or unreadable, an intent
+whose staging is gone) never blocks the next run: it replaces the date, says what was damaged,
+and never deletes the previous version before its replacement is in place.
 """
 
 from __future__ import annotations
@@ -52,93 +73,71 @@ import posixpath
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from processing.adapters.cas import object_store
+from processing.adapters import versions as v
+from processing.adapters.cas import ObjectStore, object_store
+from processing.adapters.date_lock import Intent
 from processing.adapters.storage import on_local_disk
-from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
-from processing.logic.manifest import RunTotals
-from processing.logic.validate import output_problems
-from processing.spec import schema as s
-from processing.spec.errors import AuditError, ConfigError, LockLostError, TransientError
+from processing.adapters.versions import Version
+from processing.logic.layout import Layout, retag, tag_of
+from processing.spec.errors import (
+    AuditError,
+    ConfigError,
+    DamagedError,
+    LockLostError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
-MARKER = "_publishing"
-#: Concurrent footer reads and sample validations of the audit.
-_AUDIT_THREADS = 32
-#: Bytes read from the end of each staged file for its footer (larger footers take a second read).
-_TAIL_BYTES = 256 * 1024
-#: Rows of each sampled file (its first ones) validated again, as read back, by the audit.
-_SAMPLE_ROWS = 65_536
+#: The marker file of a publish begun by an earlier version of this package (which kept the
+#: intent in the staging instead of the lock): honoured once, then never written again.
+LEGACY_MARKER = "_publishing"
 
 
-@dataclass(frozen=True)
-class _Version:
-    """Where one version of a date lives: its events and rejected directories."""
-
-    events: str
-    rejected: str
-
-    def file(self, entry: Mapping[str, Any]) -> str:
-        return f"{self.events if entry['dataset'] == EVENTS else self.rejected}/{entry['path']}"
+class Fence(Protocol):
+    """What a publish needs from the date's lock (:class:`~processing.adapters.date_lock.DateLock`):
+    the open intent, a check that it is still ours, and conditional writes of the intent."""
 
     @property
-    def manifest(self) -> str:
-        return f"{self.events}/{MANIFEST}"
+    def intent(self) -> Intent | None: ...
+    def check(self) -> None: ...
+    def mark(self, intent: Intent) -> None: ...
+    def clear(self) -> None: ...
 
 
-def _published(layout: Layout, date: dt.date) -> _Version:
-    return _Version(layout.events_date(date), layout.rejected_date(date))
+@dataclass
+class Outcome:
+    """What a step of the protocol did, for the run's summary and logs."""
 
+    #: seconds during which a reader listing the date could see both versions' files
+    window: float = 0.0
+    #: damage found and repaired, publishes completed or abandoned: one sentence each
+    notices: list[str] = field(default_factory=list)
+    #: staging ids of the interrupted publishes that were completed
+    completed: list[str] = field(default_factory=list)
 
-def _previous(layout: Layout, date: dt.date) -> _Version:
-    return _Version(f"{layout.previous(date)}/{EVENTS}", f"{layout.previous(date)}/{REJECTED}")
-
-
-def _staged(layout: Layout, date: dt.date, run_id: str) -> _Version:
-    return _Version(*layout.staged(date, run_id))
-
-
-def _entries(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Every file of a version: its data files, then its reports (``_reports/`` beside the
-    manifest: the quality report, the Dask performance report), which move with it."""
-    return [*manifest.get("files", []), *manifest.get("reports", [])]
-
-
-def _copy_version(
-    fs: Any,
-    manifest: Mapping[str, Any],
-    source: _Version,
-    target: _Version,
-) -> dict[str, Any]:
-    """Copy a version's files (all of them, or fail) and its reports (those still there: a
-    report is never worth a date that cannot be published or rolled back). Returns the manifest
-    of what was copied."""
-    present = [e for e in manifest.get("reports", []) if fs.exists(source.file(e))]
-    entries = [*manifest.get("files", []), *present]
-    _copy(fs, [(source.file(e), target.file(e)) for e in entries])  # one step, as before
-    if len(present) == len(manifest.get("reports", [])):
-        return dict(manifest)
-    log.warning("%d reports of run %s are missing; the version goes on without them",
-                len(manifest["reports"]) - len(present), manifest.get("run_id"))  # fmt: skip
-    return {**manifest, "reports": present}
+    def add(self, other: Outcome) -> Outcome:
+        self.notices += other.notices
+        self.completed += other.completed
+        self.window = max(self.window, other.window)
+        return self
 
 
 # --- filesystem primitives --------------------------------------------------------------------
-
-
 def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
+    """A small JSON object, or None if it is absent or unreadable (a damaged file)."""
     try:
-        return json.loads(fs.cat_file(path))
+        document = json.loads(fs.cat_file(path))
     except FileNotFoundError:
         return None
+    except ValueError:
+        log.warning("%s is not readable JSON: treated as absent", path)
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
@@ -157,8 +156,9 @@ def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
 def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
     """Copy files (server-side and concurrently on object stores; hard links on a local disk).
 
-    Repeating a copy is harmless: a target name always belongs to one version, same bytes.
-    """
+    A missing source fails the copy: that is what fences a run that lost its lock (the run that
+    took the date over removes the staging before it lists what to delete). Repeating a copy is
+    harmless: a target name always belongs to one version, same bytes."""
     if not pairs:
         return
     if not on_local_disk(fs):
@@ -170,58 +170,65 @@ def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
             continue
         try:
             os.link(source, target)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            raise
         except OSError:  # a filesystem without hard links, or across devices
             partial = f"{target}.partial-{os.getpid()}"  # a crash never leaves a short target
             shutil.copyfile(source, partial)
             os.replace(partial, target)
 
 
-def _files_under(fs: Any, directories: Iterable[str]) -> dict[str, int]:
-    """Every file under the directories, with its size (a prefix listing each; never the whole
-    bucket)."""
-    found: dict[str, int] = {}
-    for directory in directories:
-        if fs.exists(directory):
-            found.update({p: int(i["size"]) for p, i in fs.find(directory, detail=True).items()})
-    return found
+def _delete(fs: Any, paths: list[str], version: Version) -> None:
+    """Delete exactly ``paths``, and check they are gone (bulk deletes do not report failures)."""
+    doomed = set(paths)
+    for _ in range(3):
+        if not doomed:
+            break
+        _remove_files(fs, sorted(doomed))
+        doomed &= set(version.listing(fs))
+    if doomed:
+        raise TransientError(f"could not delete {len(doomed)} old files, e.g. {min(doomed)}")
+    _remove_empty_directories(fs, (version.events, version.rejected))
 
 
-def _rows_in(fs: Any, path: str, size: int) -> int:
-    """Rows in a Parquet file, from its footer: one ranged read of the file's tail."""
-    start = max(0, size - _TAIL_BYTES)
-    tail = fs.cat_file(path, start=start, end=size)
-    footer = int.from_bytes(tail[-8:-4], "little") + 8 if len(tail) >= 8 else size
-    if start == 0 or footer + 4 <= len(tail):
-        return int(pq.read_metadata(pa.BufferReader(tail)).num_rows)
-    with fs.open(path, "rb") as handle:  # a footer larger than the tail read
-        return int(pq.ParquetFile(handle).metadata.num_rows)
-
-
-def _remove(fs: Any, paths: list[str]) -> None:
-    if paths:
-        fs.rm(paths)
+def _remove_files(fs: Any, paths: list[str]) -> None:
+    """Delete files; one already gone is fine (another holder may have deleted it first)."""
+    if not on_local_disk(fs):
+        fs.rm(paths)  # S3's delete of a missing key succeeds
+        return
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _remove_tree(fs: Any, path: str) -> None:
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    if not on_local_disk(fs):
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        return
+    shutil.rmtree(path, ignore_errors=True)  # another holder may be removing it too
 
 
 def _remove_empty_directories(fs: Any, directories: Iterable[str]) -> None:
-    """Local disks keep directories of deleted files (object stores have none): drop them."""
+    """Local disks keep directories of deleted files (object stores have none): drop them.
+    (``rmdir`` only removes an empty directory: never anything another run just wrote.)"""
     if not on_local_disk(fs):
         return
     for top in directories:
         for current, subdirs, files in os.walk(top, topdown=False):
             if current != top and not subdirs and not files:
-                os.rmdir(current)
+                with contextlib.suppress(OSError):
+                    os.rmdir(current)
     for top in directories:
-        if os.path.isdir(top) and not os.listdir(top):
-            os.rmdir(top)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(top) and not os.listdir(top):
+                os.rmdir(top)
 
 
 def _write_probe(fs: Any, layout: Layout, date: dt.date) -> None:
-    probe = f"{layout.staging_date(date)}/.write-probe"
+    probe = f"{layout.staging_date(date)}/.write-probe-{secrets.token_hex(4)}"
     try:
         fs.makedirs(layout.staging_date(date), exist_ok=True)
         fs.pipe_file(probe, b"")
@@ -230,318 +237,390 @@ def _write_probe(fs: Any, layout: Layout, date: dt.date) -> None:
         raise ConfigError(f"cannot write under the destination {layout.root}: {e}") from e
 
 
-# --- steps -------------------------------------------------------------------------------------
+# --- the two manifests, as compare-and-swap objects -------------------------------------------
+def _store(fs: Any, layout: Layout, date: dt.date, version: Version, which: str) -> ObjectStore:
+    return object_store(fs, version.manifest, guard=layout.guard(date, which))
+
+
+def _read_versioned(store: ObjectStore) -> tuple[dict[str, Any] | None, str | None, bool]:
+    """A manifest, its ETag (None if absent) and whether it is unreadable (then None)."""
+    found = store.read()
+    if found is None:
+        return None, None, False
+    try:
+        document = json.loads(found[0])
+    except ValueError:
+        return None, found[1], True
+    if not isinstance(document, dict) or not isinstance(document.get("files"), list):
+        return None, found[1], True
+    return document, found[1], False
+
+
+def _swap(store: ObjectStore, document: Mapping[str, Any], etag: str | None, what: str) -> None:
+    """Write ``document`` if the object still has ``etag`` (None: if it is still absent)."""
+    data = json.dumps(document, indent=2).encode()
+    done = store.create(data) if etag is None else store.replace(data, etag)
+    if done is not None:
+        return
+    found = store.read()
+    if found is not None:
+        try:
+            there = json.loads(found[0])
+        except ValueError:
+            there = None
+        if isinstance(there, dict) and there.get("publish_id") == document.get("publish_id"):
+            return  # our write, applied with its answer lost (or the same publish completed)
+    raise LockLostError(
+        f"this run lost its lock on the date: the {what} changed during its publish (another "
+        "run took the date over and published); nothing more is published by this run"
+    )
+
+
 def published_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
+    """The published manifest of ``date``, or None (not published, or unreadable)."""
     return _read_json(fs, layout.manifest(date))
 
 
-def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
-    """Check the destination takes writes and that ``run_id`` is not the published run's;
-    complete an interrupted publish of the date; remove all of its other staging."""
+def previous_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
+    """The manifest of the version kept for a rollback, or None."""
+    return _read_json(fs, v.previous(layout, date).manifest)
+
+
+def _same_version(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return bool(a.get("publish_id")) and a.get("publish_id") == b.get("publish_id")
+
+
+# --- the steps ---------------------------------------------------------------------------------
+class _UnusableStagingError(Exception):
+    """An intent whose staged version is not all there: it cannot be completed."""
+
+
+def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str, fence: Fence) -> Outcome:
+    """Before a run of ``date``: check the destination takes writes, resolve the publish an
+    earlier run left open, refuse ``run_id`` if it is the published run's, and remove the
+    staging of runs that did not publish."""
     _write_probe(fs, layout, date)
-    complete_interrupted(fs, layout, date)  # first: it may publish a run of this very id
+    outcome = resolve(fs, layout, date, fence)  # first: it may publish a run of this very id
     current = published_manifest(fs, layout, date)
     if current is not None and current.get("run_id") == run_id:
         raise ConfigError(
             f"run id {run_id!r} is the one published for {date}: give the rerun a new run id "
             "(or none, to have one generated)"
         )
-    remove_staging(fs, layout, date)
+    remove_staging(fs, layout, date, fence)
+    return outcome
 
 
-def remove_staging(fs: Any, layout: Layout, date: dt.date) -> bool:
-    """Remove all staging of ``date`` (the caller holds its lock); True if there was some."""
-    staging = layout.staging_date(date)
-    if not fs.exists(staging):
-        return False
-    for stale in fs.ls(staging, detail=False):
-        log.info("removing staging of a run that did not publish: %s", stale)
-    _remove_tree(fs, staging)
-    return True
+def resolve(fs: Any, layout: Layout, date: dt.date, fence: Fence) -> Outcome:
+    """Complete the publish that the date's lock says is open (a run that died or lost the date
+    during it), or abandon it if its staged files are gone; then clear it from the lock."""
+    outcome = Outcome()
+    intents = [fence.intent] if fence.intent is not None else _legacy_intents(fs, layout, date)
+    for intent in intents:
+        assert intent is not None
+        log.warning("completing the interrupted publish of %s", intent.staging_id)
+        try:
+            outcome.add(_complete(fs, layout, date, intent, fence))
+            outcome.completed.append(intent.staging_id)
+            outcome.notices.append(f"completed the interrupted publish of {intent.staging_id}")
+        except _UnusableStagingError as e:
+            _abandon(fs, layout, date, intent, fence)
+            outcome.notices.append(
+                f"abandoned the interrupted publish of {intent.staging_id}: {e}; the published "
+                "version stays"
+            )
+    if fence.intent is not None:
+        fence.clear()
+    return outcome
 
 
-def complete_interrupted(fs: Any, layout: Layout, date: dt.date) -> list[str]:
-    """Complete the publishes of ``date`` that a dead process left half done; return their
-    staging ids. A marked staging that lost files (removed by a run that took the date's lock
-    over) is abandoned instead: what it copied in is removed, the published version stays."""
+def _legacy_intents(fs: Any, layout: Layout, date: dt.date) -> list[Intent]:
+    """Publishes that an earlier version of this package marked in their staging."""
     staging = layout.staging_date(date)
     if not fs.exists(staging):
         return []
-    completed = []
+    found = []
     for entry in fs.ls(staging, detail=False):
         run_dir = entry.rstrip("/")
-        if not fs.exists(f"{run_dir}/{MARKER}"):
+        if "run_id=" not in run_dir or not fs.exists(f"{run_dir}/{LEGACY_MARKER}"):
             continue
         staging_id = run_dir.rsplit("run_id=", 1)[-1]
-        log.warning("completing the interrupted publish of %s", run_dir)
-        try:
-            _switch(fs, layout, date, staging_id, check=None)
-        except _IncompleteStagingError as e:
-            log.warning("abandoning the staging %s: %s", run_dir, e)
-            _clean_published(fs, layout, date)
-            _remove_tree(fs, run_dir)
-            continue
-        completed.append(staging_id)
-    return completed
-
-
-def publishing_started(fs: Any, layout: Layout, date: dt.date, run_id: str) -> bool:
-    return bool(fs.exists(f"{layout.staging_run(date, run_id)}/{MARKER}"))
-
-
-def audit(fs: Any, layout: Layout, date: dt.date, run_id: str, totals: RunTotals) -> None:
-    """Check the staged files against what the tasks reported, and sample them against the
-    output model. Reads footers, and the first rows of one file per event name."""
-    began = time.perf_counter()
-    staged = _staged(layout, date, run_id)
-    expected = {staged.file({"dataset": f.dataset, "path": f.path}): f for f in totals.files}
-    problems: list[str] = []
-    listed = _files_under(fs, (staged.events, staged.rejected))
-    found = {p: size for p, size in listed.items() if p.endswith(".parquet")}
-    missing = sorted(expected.keys() - found.keys())
-    problems += [f"missing {p}" for p in missing]
-    strays = found.keys() - expected.keys()
-    if strays:
-        problems.append(f"files no task reported: {sorted(strays)[:5]}")
-    partitions = {f.event_name for f in totals.files if f.dataset == EVENTS}
-    if partitions != set(totals.valid_by_event):
-        problems.append(
-            f"event partitions written {sorted(map(str, partitions))} are not those counted "
-            f"{sorted(totals.valid_by_event)}"
+        staged = _read_json(fs, v.staged(layout, date, staging_id).manifest) or {}
+        tag = staged.get("tag") or next(
+            (t for t in map(tag_of, (e["path"] for e in v.entries(staged))) if t), ""
         )
-
-    def footer(path: str) -> str | None:
-        rows = _rows_in(fs, path, found[path])
-        reported = expected[path].rows
-        return None if rows == reported else f"{path} holds {rows} rows, reported {reported}"
-
-    samples: dict[str, str] = {}
-    for path, f in sorted(expected.items()):
-        if f.dataset == EVENTS and f.event_name is not None and path in found:
-            samples.setdefault(f.event_name, path)
-
-    def conforms(item: tuple[str, str]) -> str | None:
-        event_name, path = item
-        with fs.open(path, "rb") as handle:
-            names = pq.read_schema(handle).names
-            handle.seek(0)
-            categorical = [c for c in s.CATEGORICAL if c in names]
-            parquet = pq.ParquetFile(handle, read_dictionary=categorical)
-            first = next(parquet.iter_batches(batch_size=_SAMPLE_ROWS), None)
-        rows = None if first is None else pa.Table.from_batches([first])
-        wrong = output_problems(rows, event_name, date) if rows is not None else []
-        return f"{path} does not match the output model: {wrong[:5]}" if wrong else None
-
-    with ThreadPoolExecutor(_AUDIT_THREADS) as pool:
-        checked = [*pool.map(footer, sorted(found.keys() & expected.keys()))]
-        checked += [*pool.map(conforms, sorted(samples.items()))]
-    problems += [p for p in checked if p]
-    log.info(
-        "audited %d staged files (%d validated against the output model) in %.2f s",
-        len(found),
-        len(samples),
-        time.perf_counter() - began,
-    )
-    if problems:
-        raise AuditError(
-            "staged files do not match the run's counts, nothing published: "
-            + "; ".join(problems[:10])
-        )
+        found.append(Intent(staging_id, str(staged.get("publish_id") or "(none)"), tag))
+    return found
 
 
 def publish(
     fs: Any,
     layout: Layout,
     date: dt.date,
-    run_id: str,
+    staging_id: str,
     manifest: Mapping[str, Any],
     *,
-    check: Callable[[], None] | None = None,
-) -> float:
-    """Replace the date's published version with the run's; return the seconds during which a
-    reader listing the date's prefix could see files of both versions.
+    fence: Fence,
+) -> Outcome:
+    """Replace the date's published version with the staged one (``manifest`` lists it and
+    carries its ``tag``). Returns what happened, with the window during which a reader listing
+    the date's prefix could see files of both versions.
 
-    ``check`` runs before the first change to published files and again just before the switch
-    (it raises if the date's lock was lost). If this fails half way, the marker stays and the next
-    holder of the date's lock completes the publish.
-    """
-    staged, published = _staged(layout, date, run_id), _published(layout, date)
-    publish_id = secrets.token_hex(8)
-    _put_json(fs, staged.manifest, {**manifest, "publish_id": publish_id})
-    if check:
-        check()  # a run that lost the date must not leave a marker for others to complete
-    marker = f"{layout.staging_run(date, run_id)}/{MARKER}"
-    fs.pipe_file(marker, run_id.encode())
+    If this process dies or loses the lock after the mark, the next holder of the date completes
+    the publish; if it loses the lock before, nothing of it is published."""
+    tag = str(manifest["tag"])
+    document = {**manifest, "publish_id": secrets.token_hex(8)}
+    staged = v.staged(layout, date, staging_id)
+    _put_json(fs, staged.manifest, document)
+    intent = Intent(staging_id, document["publish_id"], tag)
+    fence.mark(intent)
     try:
-        return _switch(fs, layout, date, run_id, check)
-    except LockLostError:
-        current = _read_json(fs, published.manifest) or {}
-        if current.get("publish_id") != publish_id:  # not switched: withdraw what we added
-            with contextlib.suppress(Exception):  # our names: no other version uses them
-                fs.rm_file(marker)
-                _remove(fs, [p for p in map(published.file, _entries(manifest)) if fs.exists(p)])
-        raise  # switched: the new holder of the date completes the cleanup from our marker
+        outcome = _complete(fs, layout, date, intent, fence)
+    except _UnusableStagingError as e:
+        _abandon(fs, layout, date, intent, fence)
+        fence.clear()
+        raise AuditError(f"the staged version lost files before its publish ({e}): nothing "
+                         "published") from None  # fmt: skip
+    fence.clear()
+    return outcome
 
 
-class _IncompleteStagingError(Exception):
-    """A marked staging whose files are not all there: it cannot be published."""
-
-
-def _switch(
-    fs: Any, layout: Layout, date: dt.date, staging_id: str, check: Callable[[], None] | None
-) -> float:
-    """Steps a-e of the publish; every one of them can be repeated after a crash."""
-    staging_run = layout.staging_run(date, staging_id)
-    staged, published = _staged(layout, date, staging_id), _published(layout, date)
-    new = _read_json(fs, staged.manifest)
-    if new is None:  # step e removes the marker first: a run that took the date over removed
-        # this staging (or part of it), whether or not it had switched: it is not ours to finish
-        if check is not None:
-            raise LockLostError(
-                f"the staging of run {staging_id} was removed during its publish: another run "
-                f"holds {date} now"
-            )
-        raise _IncompleteStagingError("its staged manifest is gone")
-    current, etag = _read_manifest(fs, published.manifest)
+def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fence) -> Outcome:
+    """Steps 3-6 of the publish of ``intent``; every one of them can be repeated."""
+    outcome = Outcome()
+    staged, published = v.staged(layout, date, intent.staging_id), v.published(layout, date)
+    store = _store(fs, layout, date, published, "published")
+    current, etag, unreadable = _read_versioned(store)
     began = started = time.perf_counter()
-    if current is None or current.get("publish_id") != new.get("publish_id"):
-        missing = (
-            [e["path"] for e in new["files"] if not fs.exists(staged.file(e))]
-            if check is None
-            else []
-        )  # a live run has just audited its staging
-        if missing:
-            raise _IncompleteStagingError(
-                f"{len(missing)} staged files are gone, e.g. {missing[0]}"
-            )
+    if current is not None and current.get("publish_id") == intent.publish_id:
+        new = current  # switched by an earlier attempt: what it switched to is what stays
+    else:
+        found = _read_json(fs, staged.manifest)
+        if found is None or found.get("publish_id") != intent.publish_id:
+            raise _UnusableStagingError("its staged manifest is gone")
+        listed = published.listing(fs)
+        pairs, new = _to_copy(fs, found, staged, published, listed)
         if current is not None:
-            _keep_as_previous(fs, layout, date, current)
-        if check:
-            check()
-        clashes = {e["path"] for e in _entries(new)} & {e["path"] for e in _entries(current or {})}
+            broken = v.damage(current, listed, published)
+            if broken:
+                outcome.notices.append(
+                    f"the published version of {date} (run {current.get('run_id')}) was "
+                    f"damaged: {v.describe(broken)}; it is replaced, and not kept for a rollback "
+                    "(the version kept before it stays in _previous/)"
+                )
+            else:
+                _keep_as_previous(fs, layout, date, current, listed, fence=fence)
+        elif unreadable:
+            outcome.notices.append(
+                f"the published manifest of {date} was unreadable: the date is replaced"
+            )
+        elif listed:
+            outcome.notices.append(
+                f"{date} held {len(listed)} published files but no manifest: the date is replaced"
+            )
+        clashes = {published.file(e) for e in v.entries(new)} & published.live(current)
         if clashes:
             raise AuditError(
                 f"the new and the published version of {date} share file names "
                 f"({sorted(clashes)[:3]}): rerun with another run id"
             )
         started = time.perf_counter()
-        new = _copy_version(fs, new, staged, published)
-        if check:
-            check()
-        _switch_manifest(fs, published.manifest, new, etag)
-    else:  # switched by an earlier attempt: what it switched to is what stays
-        new = current
-    if check:
-        check()  # the old files go only while the date is still ours
-    _clean_published(fs, layout, date, new)
-    window = time.perf_counter() - started
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm_file(f"{staging_run}/{MARKER}")
-    _remove_tree(fs, staging_run)
-    if fs.exists(layout.staging_date(date)) and not fs.ls(layout.staging_date(date)):
-        _remove_tree(fs, layout.staging_date(date))
+        _copy(fs, pairs)
+        fence.check()
+        _swap(store, new, etag, f"published manifest of {date}")
+    # the staging is never needed again; removed before the listing, so a late copy from it
+    # (a run that lost the date) fails, or lands before the listing and goes with the rest
+    _remove_tree(fs, layout.staging_run(date, intent.staging_id))
+    _retire(fs, published, published.live(new), fence)
+    _remove_empty_directories(fs, [layout.staging_date(date)])
+    outcome.window = time.perf_counter() - started
     log.info(
         "published %s (run %s, %d files in %.2f s; both versions listed for %.2f s)",
         published.events,
-        new["run_id"],
-        len(new["files"]),
+        new.get("run_id"),
+        len(new.get("files", [])),
         time.perf_counter() - began,
-        window,
+        outcome.window,
     )
-    return window
+    return outcome
 
 
-def _read_manifest(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The published manifest and, on S3, its ETag (for the conditional switch)."""
-    if on_local_disk(fs):
-        return _read_json(fs, path), None
-    found = object_store(fs, path).read()
-    return (None, None) if found is None else (json.loads(found[0]), found[1])
+def _to_copy(
+    fs: Any,
+    new: dict[str, Any],
+    staged: Version,
+    published: Version,
+    listed: Mapping[str, int],
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """What is left to copy of ``new`` from its staging (a file an earlier attempt already
+    published whole is not copied again), and ``new`` without the reports that are gone (a
+    report is never worth a date that cannot be published). Raises _UnusableStagingError if a data
+    file is neither staged nor published."""
+    in_staging = staged.listing(fs)
+    pairs: list[tuple[str, str]] = []
+    missing, reports = [], []
+    for entry in v.entries(new):
+        source, target = staged.file(entry), published.file(entry)
+        size = entry.get("bytes")
+        there = target in listed and (size is None or listed[target] == size)
+        is_report = entry in new.get("reports", [])
+        if not there and source not in in_staging:
+            if not is_report:
+                missing.append(f"{entry['dataset']}/{entry['path']}")
+            continue
+        if not there:
+            pairs.append((source, target))
+        if is_report:
+            reports.append(entry)
+    if missing:
+        raise _UnusableStagingError(f"{len(missing)} of its files are gone, e.g. {missing[0]}")
+    lost = len(new.get("reports", [])) - len(reports)
+    if lost:
+        log.warning("%d reports of run %s are missing; the version goes on without them",
+                    lost, new.get("run_id"))  # fmt: skip
+        new = {**new, "reports": reports}
+    return pairs, new
 
 
-def _switch_manifest(fs: Any, path: str, manifest: Mapping[str, Any], etag: str | None) -> None:
-    """Write the new manifest. On S3 the write is conditional on the manifest being the one read
-    at the start of this publish: a run that lost the date while paused cannot switch it back."""
-    if on_local_disk(fs):
-        _put_json(fs, path, manifest)
-        return
-    data = json.dumps(manifest, indent=2).encode()
-    store = object_store(fs, path)
-    done = store.create(data) if etag is None else store.replace(data, etag)
-    if done is None:
-        found = store.read()
-        if found is not None and json.loads(found[0]).get("publish_id") == manifest.get(
-            "publish_id"
-        ):
-            return  # our write was applied, its answer lost
-        raise LockLostError(
-            f"the published manifest {path} changed during this publish: another run "
-            "published the date meanwhile; nothing more is published by this one"
-        )
-
-
-def _clean_published(
-    fs: Any, layout: Layout, date: dt.date, manifest: Mapping[str, Any] | None = None
+def _keep_as_previous(
+    fs: Any,
+    layout: Layout,
+    date: dt.date,
+    current: Mapping[str, Any],
+    listed: Mapping[str, int],
+    *,
+    fence: Fence,
 ) -> None:
-    """Delete every file of the published date that ``manifest`` (default: the published one)
-    does not list, and check that they are gone (bulk deletes do not report failures)."""
-    published = _published(layout, date)
-    manifest = manifest if manifest is not None else _read_json(fs, published.manifest) or {}
-    keep = {published.file(e) for e in _entries(manifest)} | {published.manifest}
-    for attempt in range(3):
-        stale = [
-            p for p in _files_under(fs, (published.events, published.rejected)) if p not in keep
-        ]
-        if not stale:
-            break
-        if attempt == 2:
-            raise TransientError(f"could not delete {len(stale)} old files, e.g. {stale[0]}")
-        _remove(fs, stale)
-    _remove_empty_directories(fs, (published.events, published.rejected))
+    """Step 3: copy the published version (``listed``: the published files) to ``_previous``,
+    beside the version kept there, switch the previous manifest to it, then delete the version
+    kept before. Its reports go with it if they are still there."""
+    previous, published = v.previous(layout, date), v.published(layout, date)
+    store = _store(fs, layout, date, previous, "previous")
+    kept, etag, _ = _read_versioned(store)
+    if kept is not None and _same_version(kept, current):  # an earlier attempt got that far
+        _retire(fs, previous, previous.live(kept), fence)
+        return
+    reports = [r for r in current.get("reports", []) if published.file(r) in listed]
+    lost = len(reports) != len(current.get("reports", []))
+    keeping = {**current, "reports": reports} if lost else dict(current)
+    there = previous.listing(fs)
+    pairs = [
+        (published.file(e), previous.file(e))
+        for e in v.entries(keeping)
+        if there.get(previous.file(e)) != listed.get(published.file(e))
+    ]
+    _copy(fs, pairs)
+    fence.check()
+    _swap(store, keeping, etag, f"kept previous version of {date}")
+    _retire(fs, previous, previous.live(keeping), fence)
 
 
-def _keep_as_previous(fs: Any, layout: Layout, date: dt.date, current: Mapping[str, Any]) -> None:
-    """Copy the published version to ``_previous`` (its manifest last), replacing what was there."""
-    previous, published = _previous(layout, date), _published(layout, date)
-    kept = _read_json(fs, previous.manifest)
-    if kept is not None and kept.get("run_id") == current.get("run_id"):
-        return  # an earlier attempt of this publish got that far
-    _remove_tree(fs, layout.previous(date))
-    _put_json(fs, previous.manifest, _copy_version(fs, current, published, previous))
+def _retire(fs: Any, version: Version, keep: set[str], fence: Fence, tag: str = "") -> int:
+    """Delete the files under ``version`` that ``keep`` does not hold (only those tagged ``tag``,
+    if given): listed first, then the lock checked, then exactly those deleted (see the module's
+    docstring: what a holder of the date lists and does not keep is no version's, for good)."""
+    listed = version.listing(fs)
+    stale = sorted(p for p in listed if p not in keep and (not tag or tag_of(p) == tag))
+    if not stale:
+        _remove_empty_directories(fs, (version.events, version.rejected))
+        return 0
+    fence.check()
+    _delete(fs, stale, version)
+    return len(stale)
 
 
-def previous_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
-    return _read_json(fs, _previous(layout, date).manifest)
+def _abandon(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fence) -> None:
+    """Give up an intent that cannot be completed: its staging goes first (so a late copy from
+    it fails), then the files it copied into the published directories."""
+    log.warning("abandoning the interrupted publish of %s", intent.staging_id)
+    _remove_tree(fs, layout.staging_run(date, intent.staging_id))
+    if intent.tag:
+        published = v.published(layout, date)
+        _retire(fs, published, published.live(published_manifest(fs, layout, date)), fence,
+                tag=intent.tag)  # fmt: skip
 
 
-def rollback(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> dict[str, Any]:
-    """Publish the version kept in ``_previous`` again (the current one takes its place there);
-    return its manifest. Staged first, so a crash half way is completed like any publish."""
-    for completed in complete_interrupted(fs, layout, date):
-        if completed.startswith("rollback_"):  # a retried rollback must not undo itself
-            log.warning("completed the interrupted rollback %s; not rolling back again", completed)
-            return published_manifest(fs, layout, date) or {}
-    previous = _previous(layout, date)
-    kept = _read_json(fs, previous.manifest)
-    if kept is None:
-        raise ConfigError(f"there is no previous version of {date} to roll back to")
-    current = published_manifest(fs, layout, date)
-    if current is not None and current.get("run_id") == kept.get("run_id"):
-        raise ConfigError(f"the previous version of {date} (run {kept['run_id']}) is published")
-    staged = _staged(layout, date, staging_id)
-    kept = _copy_version(fs, kept, previous, staged)
-    _put_json(fs, staged.manifest, kept)  # its publish id is its own: no other version has it
-    fs.pipe_file(f"{layout.staging_run(date, staging_id)}/{MARKER}", staging_id.encode())
-    _switch(fs, layout, date, staging_id, check=None)
-    return kept
+def remove_staging(fs: Any, layout: Layout, date: dt.date, fence: Fence) -> bool:
+    """Remove the staging of ``date`` (runs that failed or were killed, and what their stages
+    kept): listed first, then the lock checked, then exactly what was listed (a run that lost the
+    date cannot remove what a later run stages). True if there was some."""
+    staging = layout.staging_date(date)
+    if not fs.exists(staging):
+        return False
+    files = sorted(fs.find(staging))
+    if files:
+        fence.check()
+        for run in sorted({_run_dir(p) for p in files} - {""}):
+            log.info("removing staging of a run that did not publish: %s", run)
+        _remove_files(fs, files)
+    _remove_empty_directories(fs, [staging])
+    return bool(files)
 
 
-def discard_staging(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
-    """Remove one run's staging (best effort: the next run of the date, or gc, removes it too)."""
+def _run_dir(path: str) -> str:
+    head, sep, tail = path.partition("/run_id=")
+    return f"{head}{sep}{tail.split('/', 1)[0]}" if sep else ""
+
+
+def discard_staging(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> None:
+    """Remove one run's own staging (best effort: the next run of the date, or gc, removes it
+    too). Never called for a staging an open intent names."""
     try:
-        _remove_tree(fs, layout.staging_run(date, run_id))
-        staging_date = layout.staging_date(date)
-        if fs.exists(staging_date) and not fs.ls(staging_date, detail=False):
-            _remove_tree(fs, staging_date)
+        _remove_tree(fs, layout.staging_run(date, staging_id))
+        _remove_empty_directories(fs, [layout.staging_date(date)])
     except Exception:
-        log.warning("could not remove staging of run %s; the next run will", run_id)
+        log.warning("could not remove staging of run %s; the next run will", staging_id)
+
+
+def rollback(
+    fs: Any, layout: Layout, date: dt.date, rollback_id: str, *, tag: str, fence: Fence
+) -> tuple[dict[str, Any], Outcome]:
+    """Publish the version kept in ``_previous`` again, under ``tag`` (its files keep their bytes
+    and get new names); the published version takes its place there, so a second rollback undoes
+    the first. Returns the restored manifest."""
+    outcome = resolve(fs, layout, date, fence)
+    if any(s.startswith("rollback_") for s in outcome.completed):  # a retry must not undo itself
+        log.warning("completed an interrupted rollback of %s; not rolling back again", date)
+        return published_manifest(fs, layout, date) or {}, outcome
+    previous = v.previous(layout, date)
+    kept, _, unreadable = _read_versioned(_store(fs, layout, date, previous, "previous"))
+    if kept is None:
+        why = " (its manifest is unreadable)" if unreadable else ""
+        raise ConfigError(f"there is no previous version of {date} to roll back to{why}")
+    current = published_manifest(fs, layout, date)
+    if current is not None and (
+        _same_version(kept, current) or kept.get("publish_id") == current.get("restored_from")
+    ):
+        raise ConfigError(f"the previous version of {date} (run {kept.get('run_id')}) is published")
+    broken = v.damage(kept, previous.listing(fs), previous)
+    if broken:
+        raise DamagedError(
+            f"the previous version of {date} (run {kept.get('run_id')}) is damaged: "
+            f"{v.describe(broken)}; nothing was rolled back"
+        )
+    remove_staging(fs, layout, date, fence)
+    staged = v.staged(layout, date, rollback_id)
+    there = previous.listing(fs)
+    renamed = {
+        kind: [
+            {**e, "path": retag(e["path"], tag)}
+            for e in kept.get(kind, [])
+            if kind == "files" or previous.file(e) in there
+        ]
+        for kind in ("files", "reports")
+    }
+    pairs = [
+        (previous.file(e), staged.file({**e, "path": retag(e["path"], tag)}))
+        for e in v.entries(kept)
+        if previous.file(e) in there
+    ]
+    _copy(fs, pairs)
+    document = {
+        **kept,
+        **renamed,
+        "tag": tag,
+        "restored_from": kept.get("publish_id"),
+        "restored_by": rollback_id,
+    }
+    outcome.add(publish(fs, layout, date, rollback_id, document, fence=fence))
+    return published_manifest(fs, layout, date) or document, outcome

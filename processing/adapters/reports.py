@@ -16,7 +16,7 @@ from typing import Any
 
 from processing.adapters.storage import put_bytes
 from processing.logic import quality
-from processing.logic.layout import EVENTS, Layout, entry_date, report_file, run_tag
+from processing.logic.layout import EVENTS, Layout, entry_date, report_file
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,19 @@ _FILES = {
 _CANDIDATES = 2 * quality.HISTORY_DAYS
 
 
-def relative_path(kind: str, staging_id: str) -> str:
-    """Where a report of the run goes, relative to its events date directory."""
+def relative_path(kind: str, tag: str) -> str:
+    """Where a report of the version tagged ``tag`` goes, relative to its events date
+    directory."""
     name, suffix = _FILES[kind]
-    return report_file(name, run_tag(staging_id), suffix)
+    return report_file(name, tag, suffix)
 
 
 def write(
-    fs: Any, layout: Layout, date: dt.date, staging_id: str, *, kind: str, data: bytes
+    fs: Any, layout: Layout, date: dt.date, staging_id: str, *, tag: str, kind: str, data: bytes
 ) -> dict[str, Any]:
     """Write a report into the run's staging; return its entry for the manifest."""
     events, _ = layout.staged(date, staging_id)
-    path = relative_path(kind, staging_id)
+    path = relative_path(kind, tag)
     target = f"{events}/{path}"
     put_bytes(fs, target, data)
     return {"kind": kind, "dataset": EVENTS, "path": path, "bytes": len(data)}

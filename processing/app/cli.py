@@ -1,7 +1,8 @@
 """``python -m processing``: the single entry point for people, Airflow and Kubernetes.
 
-Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed (nothing published);
-5 another run holds the date's lock; 75 transient failure (retry); 1 anything unexpected.
+Exit codes: 0 success; 2 configuration error; 3 input error; 4 audit failed, lock lost, or
+damage found (nothing published); 5 another run holds the date's lock; 75 transient failure
+(retry); 130 / 143 stopped by SIGINT / SIGTERM (the lock released); 1 anything unexpected.
 Errors print one line on stderr.
 """
 
@@ -19,7 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from processing.spec.errors import ConfigError, PipelineError
+from processing.spec.errors import (
+    ConfigError,
+    DamagedError,
+    Interrupted,
+    PipelineError,
+    Terminated,
+)
 from processing.spec.settings import ENV_PREFIX, Settings, parse_bool, parse_date
 
 log = logging.getLogger("processing")
@@ -80,11 +87,24 @@ def _parser() -> argparse.ArgumentParser:
         ),
         (
             "gc",
-            "remove failed runs' staging and dead runs' locks (all dates, or --date)",
-            "Takes the flags of run; --dest is needed. Dates a live run holds are skipped.",
+            "remove failed runs' staging and dead runs' locks (all dates, or --date); "
+            "report damaged dates",
+            "Takes the flags of run; --dest is needed. Dates a live run holds are skipped. "
+            "Exits 4 if a published date is damaged (see verify).",
+        ),
+        (
+            "verify",
+            "check published dates against their manifests (--date D, or --all)",
+            "Takes the flags of run; --dest and --date (or --all) are needed. Reads every "
+            "listed file's size and Parquet footer; exits 4 if anything is wrong.",
         ),
     ):
-        _settings_flags(sub.add_parser(name, help=help_text, description=description))
+        command = sub.add_parser(name, help=help_text, description=description)
+        _settings_flags(command)
+        if name == "verify":
+            command.add_argument(
+                "--all", action="store_true", help="every published date of --dest"
+            )
 
     emulator = sub.add_parser("emulator", help="run a local emulator of a cloud service")
     kinds = emulator.add_subparsers(dest="service", required=True)
@@ -183,6 +203,8 @@ def summary(report: Any) -> str:
         f"  manifest      {report.manifest_path}",
         f"  publish       both versions listable for {report.publish_window_seconds:.2f} s",
     ]
+    for notice in getattr(report, "notices", ()):
+        lines.append(f"  repaired      {notice}")
     if report.quality_report:
         warnings = [f["message"] for f in report.findings if f["severity"] == "warning"]
         notes = [f["message"] for f in report.findings if f["severity"] != "warning"]
@@ -201,6 +223,11 @@ def _settings(args: argparse.Namespace, **unused: Any) -> Settings:
     flags = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     settings = Settings.load(os.environ, **{**unused, **flags})
     _setup_logging(settings.log_level)
+    from processing.adapters.storage import check_url
+
+    for url in (settings.source, settings.dest):  # before any work: a URL missing its "//"
+        if not url.startswith(("(not used", "bigquery://")):
+            check_url(url)
     return settings
 
 
@@ -221,7 +248,9 @@ def _rollback(args: argparse.Namespace) -> int:
     settings = _settings(args, source="(not used by rollback)")
     from processing.app.pipeline import rollback
 
-    restored = rollback(settings)
+    restored, notices = rollback(settings)
+    for notice in notices:
+        print(f"  repaired: {notice}")
     print(
         f"rolled back {settings.date}: run {restored['run_id']} is published again "
         f"({restored['rows_valid']:,} valid, {restored['rows_rejected']:,} rejected rows)"
@@ -234,8 +263,42 @@ def _gc(args: argparse.Namespace) -> int:
     settings = _settings(args, source="(not used by gc)", date=dt.date(1970, 1, 1))
     from processing.app.pipeline import collect_garbage
 
-    lines = collect_garbage(settings, only)
+    lines, damaged = collect_garbage(settings, only)
     print("\n".join(lines) if lines else "nothing to collect")
+    for check in damaged:
+        print("\n".join(check.lines()))
+    if damaged:
+        print(
+            f"error: {len(damaged)} published date(s) are damaged: `verify` says more; the "
+            "next run of each date replaces it (or `rollback` restores the kept version)",
+            file=sys.stderr,
+        )
+        return DamagedError.exit_code
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    every = args.all
+    if every == (args.date is not None):
+        raise ConfigError("verify needs --date D or --all (not both)")
+    only, args.date = args.date, None
+    del args.all
+    settings = _settings(args, source="(not used by verify)", date=dt.date(1970, 1, 1))
+    from processing.app.pipeline import verify
+
+    checks = verify(settings, only)
+    for check in checks:
+        print("\n".join(check.lines()))
+    damaged = [c for c in checks if c.damaged]
+    if not checks:
+        print("no published date")
+    if damaged:
+        print(
+            f"error: {len(damaged)} of {len(checks)} date(s) damaged: the next run of a date "
+            "replaces it (or `rollback` restores its kept version)",
+            file=sys.stderr,
+        )
+        return DamagedError.exit_code
     return 0
 
 
@@ -393,14 +456,30 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_terminate(signal_number: int, frame: object) -> None:
+    """SIGTERM (Kubernetes stopping the pod, Airflow killing the task): stop the work like
+    Ctrl-C, so the lock is released and the summary says what was published; a second one
+    exits at once."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    raise Terminated(signal_number)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = _parser().parse_args(argv)
+    handled = args.command != "emulator" and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_terminate) if handled else None
     try:
         commands = {
             "run": _run,
             "plan": _plan,
             "rollback": _rollback,
             "gc": _gc,
+            "verify": _verify,
             "emulator": _emulator,
             "generate": _generate,
         }
@@ -408,15 +487,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: nothing was published by this run", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: keep the traceback for the report, end with one line
+    except Interrupted as e:
+        what = "terminated" if e.signal_number == signal.SIGTERM else "interrupted"
+        if e.publishing:
+            print(
+                f"{what}: the publish had begun; the lock was released with it, and the next "
+                "run of the date completes it",
+                file=sys.stderr,
+            )
+        else:
+            print(f"{what}: the lock was released; nothing was published", file=sys.stderr)
+        return e.exit_code
+    except (KeyboardInterrupt, Terminated) as e:
+        signal_number = e.signal_number if isinstance(e, Terminated) else signal.SIGINT
+        what = "terminated" if signal_number == signal.SIGTERM else "interrupted"
+        print(f"{what}: nothing was published by this command", file=sys.stderr)
+        return 128 + int(signal_number)
+    except Exception as e:  # a bug, or a storage failure no stage translated
+        from processing.adapters.storage_errors import translate
+
+        translated = translate(e)
+        if translated is not None:
+            print(f"error: {translated}", file=sys.stderr)
+            return translated.exit_code
         log.exception("unexpected error")
         print(
             f"error: unexpected {type(e).__name__}: {e} (a bug: please report it)", file=sys.stderr
         )
         return PipelineError.exit_code
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

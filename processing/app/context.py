@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import os
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from distributed import Client
@@ -17,16 +16,12 @@ from processing.adapters.sources import BigQueryOptions, Source, open_source
 from processing.adapters.storage import (
     S3Options,
     filesystem,
-    is_bad_request,
     storage_options_for,
-    transient_storage_errors,
 )
 from processing.logic.bigquery import SCHEME
 from processing.logic.layout import Layout
 from processing.spec.errors import (
-    AuditError,
     ConfigError,
-    PipelineError,
     TransientError,
 )
 from processing.spec.settings import Settings
@@ -116,26 +111,6 @@ def source_for(settings: Settings) -> Source:
         usd_per_tib=settings.bq_usd_per_tib,
     )
     return open_source(settings.source, settings.storage_options, options)
-
-
-def storage_step(step: Callable[..., Any], fs: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a write-audit-publish step; storage failures become one line with an exit code."""
-    try:
-        return step(fs, *args, **kwargs)
-    except PermissionError as e:
-        raise ConfigError(
-            f"the destination refuses access ({e}): check --dest and its rights"
-        ) from e
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
-        raise AuditError(f"the destination changed under the run: {e}") from e
-    except PipelineError:
-        raise
-    except Exception as e:
-        if is_bad_request(e):
-            raise ConfigError(f"the destination refuses the request ({e}): check --s3-*") from e
-        if isinstance(e, transient_storage_errors()):
-            raise TransientError(f"the destination failed: {e}") from e
-        raise
 
 
 def url_of(dest: str, path: str, root: str) -> str:

@@ -11,7 +11,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,8 @@ from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem, transient_storage_errors
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic import profile as prof
-from processing.logic.batch import split_batch
-from processing.logic.layout import Layout, run_tag
+from processing.logic.batch import event_names, split_batch
+from processing.logic.layout import Layout
 from processing.logic.manifest import PieceResult
 from processing.spec import schema as s
 from processing.spec.errors import InputError, PipelineError, TransientError
@@ -33,10 +33,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TaskContext:
     date: dt.date
+    #: the staging the task writes into (the run's id, or its attempt's)
     run_id: str
     dest: str
     batch_rows: int
     write: WriteOptions
+    #: names the attempt's files (drawn once per attempt: see processing.logic.layout)
+    tag: str
+    #: distinct valid event names a day may have (each is a partition: a directory of files)
+    max_event_names: int = 1000
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -59,7 +64,10 @@ def warm_up(date: dt.date) -> None:
 
 
 def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:
-    """The piece's batches; a source that cannot be read says which piece, and whether to retry."""
+    """The piece's batches; a source that cannot be read says which file and piece, and whether
+    to retry."""
+    path = piece.args.get("path")
+    where = f"{path} (piece {piece.id})" if path else f"piece {piece.id}"
     batches = piece.read(batch_rows)
     while True:
         try:
@@ -67,26 +75,39 @@ def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:
         except StopIteration:
             return
         except (ConnectionError, TimeoutError) as e:
-            raise TransientError(f"piece {piece.id}: reading failed: {e}") from e
+            raise TransientError(f"{where}: reading failed: {e}") from e
         except (OSError, pa.ArrowException, EOFError, UnicodeError, zlib.error) as e:
             # pyarrow reports corrupt Parquet as OSError: a retry would read the same bytes
-            raise InputError(f"piece {piece.id}: the source is corrupt or not events: {e}") from e
+            raise InputError(f"{where}: the source is corrupt or not events: {e}") from e
         yield batch
+
+
+def too_many_event_names(date: dt.date, found: int, limit: int, names: Iterable[str]) -> InputError:
+    """The day has more distinct event names than partitions it may make (a guard against an
+    upstream change that puts ids or free text into the name): nothing is published."""
+    shown = ", ".join(sorted(names)[:5])
+    return InputError(
+        f"{date} has more than {limit} distinct valid event names ({found} seen, e.g. {shown}): "
+        "each would be a partition of its own. Nothing was published; if the day really has "
+        f"that many, raise --max-event-names (PROCESSING_MAX_EVENT_NAMES, {limit})"
+    )
 
 
 def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     started = time.perf_counter()
     fs, root = filesystem(ctx.dest, ctx.storage_options)
     events_dir, rejected_dir = Layout(root).staged(ctx.date, ctx.run_id)
-    writer = PieceWriter(
-        fs, events_dir, rejected_dir, piece.index, ctx.write, tag=run_tag(ctx.run_id)
-    )
+    writer = PieceWriter(fs, events_dir, rejected_dir, piece.index, ctx.write, tag=ctx.tag)
     rows_read = rows_valid = rows_rejected = 0
     reasons: Counter[str] = Counter()
     profiles: list[prof.Profile] = []
+    names: set[str] = set()
     try:
         for batch in _read(piece, ctx.batch_rows):
             result = split_batch(batch, ctx.date, piece.id, rows_read)
+            names |= event_names(result.valid)
+            if len(names) > ctx.max_event_names:  # before writing a partition for each
+                raise too_many_event_names(ctx.date, len(names), ctx.max_event_names, names)
             writer.add(result)
             rows_read += result.rows_read
             rows_valid += result.valid.num_rows

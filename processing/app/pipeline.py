@@ -10,12 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
 from processing.adapters import metrics_push
 from processing.adapters import publish as wap
+from processing.adapters.storage_errors import storage_errors
+from processing.adapters.verify import DateCheck, check_date
+from processing.adapters.verify import published_dates as verify_dates
 from processing.app import stages
 from processing.app.context import (
     date_lock,
@@ -23,17 +27,23 @@ from processing.app.context import (
     new_run_id,
     s3_options,
     source_for,
-    storage_step,
     task_slots,
     utcnow,
 )
 from processing.app.stages import Progress, RunReport
 from processing.logic import run_metrics
 from processing.logic.layout import check_run_id, entry_date
-from processing.spec.errors import DateLockedError, LockLostError, TransientError
+from processing.spec.errors import (
+    DateLockedError,
+    Interrupted,
+    LockLostError,
+    Terminated,
+    TransientError,
+)
 from processing.spec.settings import Settings
 
 __all__ = [
+    "DateCheck",
     "RunReport",
     "collect_garbage",
     "rollback",
@@ -41,6 +51,7 @@ __all__ = [
     "s3_options",
     "source_for",
     "task_slots",
+    "verify",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,7 +69,10 @@ def run(
         return _run(settings, run_id, clock, on_progress)
     except BaseException as e:  # any failure of the run: the Pushgateway hears of it
         failure = run_metrics.failure(settings.date, type(e).__name__, time.time())
-        metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
+        metrics_push.push(
+                settings.pushgateway, settings.date, failure, replace=False,
+                password_file=settings.pushgateway_password_file,
+            )  # fmt: skip
         raise
 
 
@@ -68,67 +82,102 @@ def _run(
     clock: Callable[[], dt.datetime],
     on_progress: Progress | None,
 ) -> RunReport:
-    fs, layout, _ = destination(settings)
-    with date_lock(settings, fs, layout, run_id).held() as lock:
-        _, planned = stages.begin(settings, run_id, lock=lock, clock=clock)
-        staging_id = run_id
+    with storage_errors():
+        fs, layout, _ = destination(settings)
+        lock = date_lock(settings, fs, layout, run_id)
+    with storage_errors(), lock.held():
         try:
-            done = stages.process(
-                settings, run_id, planned=planned, lock=lock, on_progress=on_progress
-            )
-            staging_id = done["staging_id"]
+            _, planned = stages.begin(settings, run_id, lock=lock, clock=clock)
+            stages.process(settings, run_id, planned=planned, lock=lock, on_progress=on_progress)
             stages.audit(settings, run_id, lock=lock)
             return stages.publish(settings, run_id, lock=lock, clock=clock)
         except LockLostError:
             raise  # the date is another run's now: leave everything to it
         except BaseException as e:
-            if wap.publishing_started(fs, layout, settings.date, staging_id):
+            publishing = lock.intent is not None and lock.lost is None
+            if not publishing:
+                stages.discard(settings, run_id, fs=fs, layout=layout, lock=lock)
+            if isinstance(e, KeyboardInterrupt | Terminated):
+                signal_number = e.signal_number if isinstance(e, Terminated) else signal.SIGINT
+                raise Interrupted(int(signal_number), publishing=publishing) from e
+            if publishing and isinstance(e, Exception):
                 raise TransientError(
                     f"the publish of {settings.date} was interrupted ({e}); the next run of "
                     "the date completes it"
                 ) from e
-            stages.discard(settings, run_id, fs=fs, layout=layout)
             raise
 
 
-def rollback(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> dict[str, Any]:
+def rollback(
+    settings: Settings, clock: Callable[[], dt.datetime] = utcnow
+) -> tuple[dict[str, Any], list[str]]:
     """Publish the date's previous version again; the current one becomes the previous one (so
-    a second rollback undoes the first). Returns the restored manifest."""
+    a second rollback undoes the first). Returns the restored manifest, and what was found and
+    repaired on the way."""
     rollback_id = f"rollback_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
-    fs, layout, _ = destination(settings)
-    with date_lock(settings, fs, layout, rollback_id).held():
-        return storage_step(wap.rollback, fs, layout, settings.date, rollback_id)
+    with storage_errors():
+        fs, layout, _ = destination(settings)
+        lock = date_lock(settings, fs, layout, rollback_id)
+        with lock.held():
+            try:
+                manifest, outcome = wap.rollback(
+                    fs, layout, settings.date, rollback_id, tag=stages.new_tag(), fence=lock
+                )
+            except (KeyboardInterrupt, Terminated) as e:
+                signal_number = e.signal_number if isinstance(e, Terminated) else signal.SIGINT
+                raise Interrupted(int(signal_number), lock.intent is not None) from e
+    return manifest, outcome.notices
 
 
 def collect_garbage(
     settings: Settings, only: dt.date | None = None, clock: Callable[[], dt.datetime] = utcnow
-) -> list[str]:
+) -> tuple[list[str], list[DateCheck]]:
     """For every date with staging or a lock (or only ``only``) that no live run holds: complete
     an interrupted publish, remove failed runs' staging, drop the dead run's lock. One line per
-    date; dates locked by a live run are skipped."""
-    fs, layout, _ = destination(settings)
-    gc_id = f"gc_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
-    dates: set[dt.date] = set()
-    for top in (layout.staging(), layout.locks()):
-        if fs.exists(top):
-            names = [e.removesuffix(".json") for e in fs.ls(top, detail=False)]
-            dates.update(d for d in map(entry_date, names) if d is not None)
-    if only is not None:
-        dates &= {only}
-    done = []
-    for date in sorted(dates):
-        try:
-            day = settings.replace(date=date)
-            with date_lock(day, fs, layout, gc_id).held():
-                completed = storage_step(wap.complete_interrupted, fs, layout, date)
-                had_staging = storage_step(wap.remove_staging, fs, layout, date)
-            if completed:
-                what = "completed an interrupted publish"
-            else:
-                what = (
-                    "removed failed runs' staging" if had_staging else "released a dead run's lock"
-                )
-            done.append(f"{date}: {what}")
-        except DateLockedError as e:
-            done.append(f"{date}: skipped, {e}")
-    return done
+    date; dates locked by a live run are skipped. Then every published date (or ``only``) is
+    checked against its manifest's listing (no footer reads): the damaged ones are returned."""
+    with storage_errors():
+        fs, layout, _ = destination(settings)
+        gc_id = f"gc_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+        dates: set[dt.date] = set()
+        for top in (layout.staging(), layout.locks()):
+            if fs.exists(top):
+                names = [e.removesuffix(".json") for e in fs.ls(top, detail=False)]
+                dates.update(d for d in map(entry_date, names) if d is not None)
+        if only is not None:
+            dates &= {only}
+        done = []
+        for date in sorted(dates):
+            try:
+                lock = date_lock(settings.replace(date=date), fs, layout, gc_id)
+                with lock.held():
+                    resolved = wap.resolve(fs, layout, date, lock)
+                    had_staging = wap.remove_staging(fs, layout, date, lock)
+                if resolved.completed:
+                    what = "completed an interrupted publish"
+                elif resolved.notices:
+                    what = "; ".join(resolved.notices)
+                else:
+                    what = (
+                        "removed failed runs' staging"
+                        if had_staging
+                        else "released a dead run's lock"
+                    )
+                done.append(f"{date}: {what}")
+            except DateLockedError as e:
+                done.append(f"{date}: skipped, {e}")
+        checked = [only] if only is not None else verify_dates(fs, layout)
+        damaged = [c for c in _check(fs, layout, checked, footers=False) if c.damaged]
+    return done, damaged
+
+
+def verify(settings: Settings, only: dt.date | None = None) -> list[DateCheck]:
+    """Check ``only`` (or every published date) against its manifest, footers included."""
+    with storage_errors():
+        fs, layout, _ = destination(settings)
+        dates = [only] if only is not None else verify_dates(fs, layout)
+        return _check(fs, layout, dates, footers=True)
+
+
+def _check(fs: Any, layout: Any, dates: list[dt.date], *, footers: bool) -> list[DateCheck]:
+    return [check_date(fs, layout, date, footers=footers) for date in dates]

@@ -9,11 +9,13 @@ and returns a few small facts (for XCom and logs).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -29,20 +31,20 @@ from distributed.scheduler import KilledWorker
 
 from processing.adapters import metrics_push, reports
 from processing.adapters import publish as wap
+from processing.adapters.audit import audit as audit_staging
 from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.date_lock import DateLock, holder_of
 from processing.adapters.sources import BigQuerySource, Piece, Source, SourcePlan
 from processing.adapters.storage import put_bytes, redact_url
+from processing.adapters.storage_errors import storage_errors
 from processing.adapters.writer import WriteOptions
-from processing.app.context import (
-    date_lock,
-    destination,
-    source_for,
-    storage_step,
-    url_of,
-    utcnow,
+from processing.app.context import date_lock, destination, source_for, url_of, utcnow
+from processing.app.piece_task import (
+    TaskContext,
+    process_piece,
+    too_many_event_names,
+    warm_up,
 )
-from processing.app.piece_task import TaskContext, process_piece, warm_up
 from processing.logic import quality, quality_html, run_metrics
 from processing.logic.layout import Layout, check_run_id
 from processing.logic.manifest import (
@@ -79,6 +81,15 @@ class RunReport:
     #: the data-quality report (HTML) beside the manifest, and what it found
     quality_report: str | None = None
     findings: tuple[dict[str, str], ...] = ()
+    #: what the run found and repaired on its way: a damaged published version it replaced, an
+    #: interrupted publish it completed or abandoned (one sentence each)
+    notices: tuple[str, ...] = ()
+
+
+def new_tag() -> str:
+    """A new tag for the files of an attempt at staging: no two versions of a date, not even
+    two runs given the same run id, ever share a file name (see processing.logic.layout)."""
+    return secrets.token_hex(4)
 
 
 # --- what the stages leave each other --------------------------------------------------------
@@ -120,14 +131,35 @@ def _piece_result(doc: dict[str, Any]) -> PieceResult:
 def _stage(
     settings: Settings, run_id: str, lock: DateLock | None
 ) -> Iterator[tuple[Any, Layout, dict[str, Any], DateLock]]:
-    """The destination, and the date's lock held for this stage (given, or the run's resumed)."""
-    fs, layout, options = destination(settings)
-    if lock is not None:
-        yield fs, layout, options, lock
-        return
-    resumed = date_lock(settings, fs, layout, run_id, resume=True)
-    with resumed.held(release=False):
-        yield fs, layout, options, resumed
+    """The destination, and the date's lock held for this stage (given, or the run's resumed).
+
+    Storage failures anywhere in the stage become the pipeline's errors (configuration,
+    transient, or the destination changed); and a failure of a stage whose lock another run took
+    over says so, whatever it tripped on (the files that run removed, usually)."""
+    with storage_errors():
+        fs, layout, options = destination(settings)
+        if lock is not None:
+            with _explained_by_lost_lock(lock):
+                yield fs, layout, options, lock
+            return
+        resumed = date_lock(settings, fs, layout, run_id, resume=True)
+        with resumed.held(release=False), _explained_by_lost_lock(resumed):
+            yield fs, layout, options, resumed
+
+
+@contextmanager
+def _explained_by_lost_lock(lock: DateLock) -> Iterator[None]:
+    try:
+        yield
+    except LockLostError:
+        raise
+    except Exception as e:
+        if lock.lost is None:
+            with contextlib.suppress(Exception):  # the store is down: the error says enough
+                lock.check()
+        if lock.lost is not None:
+            raise LockLostError(f"{lock.lost} (the run then failed: {e})") from e
+        raise
 
 
 # --- stages ----------------------------------------------------------------------------------
@@ -142,8 +174,10 @@ def begin(
 
     Returns the plan's facts (kept for the later stages) and the source with its plan."""
     began = time.perf_counter()
-    with _stage(settings, run_id, lock) as (fs, layout, _, _lock):
-        storage_step(wap.prepare, fs, layout, settings.date, run_id)
+    with _stage(settings, run_id, lock) as (fs, layout, _, held):
+        prepared = wap.prepare(fs, layout, settings.date, run_id, held)
+        for notice in prepared.notices:
+            log.warning("%s: %s", settings.date, notice)
         source = source_for(settings)
         plan = source.plan(settings.date, settings.piece_rows)
         facts = {
@@ -157,9 +191,9 @@ def begin(
             "snapshot_time": plan.details.get("snapshot_time"),
             "source_details": dict(plan.details),
             "seconds": round(time.perf_counter() - began, 3),
+            "notices": prepared.notices,
         }
-        path = _state_path(layout, settings.date, run_id, "plan")
-        storage_step(_save, fs, path, facts)
+        _save(fs, _state_path(layout, settings.date, run_id, "plan"), facts)
     log.info(
         "run %s: %s -> %s, %d pieces",
         run_id,
@@ -194,7 +228,7 @@ def process(
         if facts is None:
             raise ConfigError(f"run {run_id} of {settings.date} was not begun (or is finished)")
         staging_id = run_id if attempt <= 1 else check_run_id(f"{run_id[:70]}-a{attempt}")
-        _discard_attempts(fs, layout, settings.date, run_id)
+        _discard_attempts(fs, layout, settings.date, run_id, _lock)
         if planned is None:
             snapshot = facts.get("snapshot_time")
             pinned = settings.replace(snapshot_time=parse_instant(snapshot)) if snapshot else None
@@ -213,6 +247,8 @@ def process(
                 max_buffered_rows=settings.max_buffered_rows,
                 zstd_level=settings.zstd_level,
             ),
+            tag=new_tag(),
+            max_event_names=settings.max_event_names,
             storage_options=options,
         )
         with dask_client(
@@ -227,7 +263,7 @@ def process(
             if dashboard:
                 log.info("Dask dashboard: %s", dashboard)
             try:
-                with _performance_report(settings, fs, layout, staging_id) as performance:
+                with _performance_report(settings, fs, layout, ctx) as performance:
                     results = _process(client, plan.pieces, ctx, on_progress)
             except SessionExpiredError as e:  # BigQuery sessions last 6 h: read it all again
                 if not isinstance(source, BigQuerySource):
@@ -237,14 +273,15 @@ def process(
                 # them) and the new session cuts its streams differently: the second attempt
                 # stages under its own id, which also names its files.
                 stale, staging_id = staging_id, check_run_id(f"{staging_id[:72]}-replan")
-                ctx = dataclasses.replace(ctx, run_id=staging_id)
+                ctx = dataclasses.replace(ctx, run_id=staging_id, tag=new_tag())
                 source = source.at(parse_instant(plan.details["snapshot_time"]))
                 plan = source.plan(settings.date, settings.piece_rows)
-                with _performance_report(settings, fs, layout, staging_id) as performance:
+                with _performance_report(settings, fs, layout, ctx) as performance:
                     results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
                 wap.discard_staging(fs, layout, settings.date, stale)  # best effort
         done = {
             "staging_id": staging_id,
+            "tag": ctx.tag,
             "dashboard": dashboard,
             "reports": performance,
             "pieces": len(plan.pieces),
@@ -253,8 +290,7 @@ def process(
             "results": [asdict(r) for r in results],
             "seconds": round(time.perf_counter() - began, 3),
         }
-        path = _state_path(layout, settings.date, run_id, "results")
-        storage_step(_save, fs, path, done)
+        _save(fs, _state_path(layout, settings.date, run_id, "results"), done)
     return {
         "staging_id": staging_id,
         "pieces": len(results),
@@ -287,9 +323,9 @@ def audit(settings: Settings, run_id: str, *, lock: DateLock | None = None) -> d
         done = _results(fs, layout, settings, run_id)
         totals = _reconciled(done)
         check_totals(totals, settings)
-        storage_step(wap.audit, fs, layout, settings.date, done["staging_id"], totals)
+        audit_staging(fs, layout, settings.date, done["staging_id"], totals)
         audited = {"seconds": round(time.perf_counter() - began, 3)}
-        storage_step(_save, fs, _state_path(layout, settings.date, run_id, "audit"), audited)
+        _save(fs, _state_path(layout, settings.date, run_id, "audit"), audited)
     return {
         "rows_read": totals.rows_read,
         "rows_valid": totals.rows_valid,
@@ -314,57 +350,37 @@ def publish(
         facts = _load(fs, layout, settings.date, run_id, "plan")
         kept = _load(fs, layout, settings.date, run_id, "results") or {}
         staging_id, dashboard = kept.get("staging_id", run_id), kept.get("dashboard")
-        published = wap.published_manifest(fs, layout, settings.date)
-        started = wap.publishing_started(fs, layout, settings.date, staging_id)
-        if published and published.get("run_id") in {run_id, staging_id} and not started:
-            manifest, window = published, 0.0  # a retry after the switch: report it
-        elif started:  # a retry after a crash inside the publish: complete it
-            storage_step(wap.complete_interrupted, fs, layout, settings.date)
-            manifest, window = wap.published_manifest(fs, layout, settings.date) or {}, 0.0
-            if manifest.get("run_id") != staging_id:
+        notices = list((facts or {}).get("notices", []))
+        open_intent = held.intent
+        if open_intent is not None and open_intent.staging_id == staging_id:
+            # a retry after the publish began (this task died, or lost the date and got it
+            # back): complete it, or find it abandoned
+            notices += wap.resolve(fs, layout, settings.date, held).notices
+            manifest = wap.published_manifest(fs, layout, settings.date) or {}
+            window = 0.0
+            if manifest.get("publish_id") != open_intent.publish_id:
                 raise LockLostError(
-                    f"the publish of run {staging_id} was abandoned (its staging lost files to "
-                    f"a run that took the date over); {settings.date} holds run "
-                    f"{manifest.get('run_id')}"
+                    f"the publish of run {staging_id} was abandoned (its staging lost files); "
+                    f"{settings.date} holds run {manifest.get('run_id')}"
                 )
         else:
-            done = _results(fs, layout, settings, run_id)
-            totals = _reconciled(done)
-            audited = _load(fs, layout, settings.date, run_id, "audit") or {}
-            manifest = build_manifest(
-                run_id=staging_id,
-                date=settings.date,
-                source=facts["source"] if facts else redact_url(settings.source),
-                totals=totals,
-                started_at=dt.datetime.fromisoformat(facts["started_at"]) if facts else clock(),
-                finished_at=clock(),
-                extra={
-                    "pieces": done["pieces"],
-                    "bytes_read": done.get("bytes_read"),
-                    "source_details": done["source_details"],
-                    "stage_seconds": _stage_seconds(facts, done, audited),
-                },
-            )
-            report, written = _quality_report(
-                fs, layout, settings, staging_id, manifest=manifest, totals=totals, now=clock()
-            )
-            manifest["reports"] = [*done.get("reports", []), *written]
-            window = storage_step(
-                wap.publish,
-                fs,
-                layout,
-                settings.date,
-                staging_id,
-                manifest,
-                check=held.check,
-            )
-            # what was switched (a report lost on the way is not listed), with its publish id
-            manifest = wap.published_manifest(fs, layout, settings.date) or manifest
+            if open_intent is not None:  # an earlier attempt's: resolve it first
+                notices += wap.resolve(fs, layout, settings.date, held).notices
+            published = wap.published_manifest(fs, layout, settings.date)
+            if published and published.get("run_id") in {run_id, staging_id}:
+                manifest, window = published, 0.0  # a retry after the publish: report it
+            else:
+                manifest, window, report, found = _publish_staging(
+                    fs, layout, settings, run_id, held, clock=clock
+                )
+                notices += found
         if report is None:  # a retried publish: the report is the published one
             report = _published_report(fs, layout, settings.date, manifest)
-        storage_step(_forget, fs, layout, settings.date, run_id)
+        _forget(fs, layout, settings.date, run_id)
         if lock is None:
             held.release()
+    for notice in notices:
+        log.warning("%s: %s", settings.date, notice)
     metrics_push.push(
         settings.pushgateway,
         settings.date,
@@ -375,6 +391,7 @@ def publish(
             volume_ratios=quality.volume_ratios(report) if report else None,
         ),
         replace=True,
+        password_file=settings.pushgateway_password_file,
     )
     html = reports.entry_of(manifest, reports.QUALITY_HTML)
     events_date = layout.events_date(settings.date)
@@ -389,7 +406,50 @@ def publish(
         if html
         else None,
         findings=tuple(report["findings"]) if report else ((_UNREAD_REPORT,) if html else ()),
+        notices=tuple(notices),
     )
+
+
+def _publish_staging(
+    fs: Any,
+    layout: Layout,
+    settings: Settings,
+    run_id: str,
+    held: DateLock,
+    *,
+    clock: Callable[[], dt.datetime],
+) -> tuple[dict[str, Any], float, dict[str, Any] | None, list[str]]:
+    """Build the run's manifest and quality report, and publish its audited staging. Returns
+    the published manifest, the window, the report and what the publish found."""
+    facts = _load(fs, layout, settings.date, run_id, "plan")
+    done = _results(fs, layout, settings, run_id)
+    staging_id = done["staging_id"]
+    totals = _reconciled(done)
+    audited = _load(fs, layout, settings.date, run_id, "audit") or {}
+    manifest = build_manifest(
+        run_id=staging_id,
+        date=settings.date,
+        source=facts["source"] if facts else redact_url(settings.source),
+        totals=totals,
+        started_at=dt.datetime.fromisoformat(facts["started_at"]) if facts else clock(),
+        finished_at=clock(),
+        extra={
+            "tag": done["tag"],
+            "pieces": done["pieces"],
+            "bytes_read": done.get("bytes_read"),
+            "source_details": done["source_details"],
+            "stage_seconds": _stage_seconds(facts, done, audited),
+        },
+    )
+    report, written = _quality_report(
+        fs, layout, settings, staging_id, done["tag"], manifest=manifest, totals=totals,
+        now=clock(),
+    )  # fmt: skip
+    manifest["reports"] = [*done.get("reports", []), *written]
+    outcome = wap.publish(fs, layout, settings.date, staging_id, manifest, fence=held)
+    # what was switched (a report lost on the way is not listed), with its publish id
+    published = wap.published_manifest(fs, layout, settings.date) or manifest
+    return published, outcome.window, report, outcome.notices
 
 
 _UNREAD_REPORT = {
@@ -404,6 +464,7 @@ def _quality_report(
     layout: Layout,
     settings: Settings,
     staging_id: str,
+    tag: str,
     *,
     manifest: dict[str, Any],
     totals: RunTotals,
@@ -414,11 +475,11 @@ def _quality_report(
     cannot be made is a warning: the data is published without it."""
     began = time.perf_counter()
     try:
-        history = storage_step(reports.history, fs, layout, settings.date)
+        history = reports.history(fs, layout, settings.date)
         report = quality.report(manifest, totals.profile, history, now)
         page = quality_html.render(report).encode()
         written = [
-            storage_step(reports.write, fs, layout, settings.date, staging_id, kind=kind, data=data)
+            reports.write(fs, layout, settings.date, staging_id, tag=tag, kind=kind, data=data)
             for kind, data in (
                 (reports.QUALITY_JSON, json.dumps(report, indent=1).encode()),
                 (reports.QUALITY_HTML, page),
@@ -451,23 +512,34 @@ def _published_report(
         return None
 
 
-def discard(settings: Settings, run_id: str, *, fs: Any, layout: Layout) -> None:
+def discard(
+    settings: Settings, run_id: str, *, fs: Any, layout: Layout, lock: DateLock | None = None
+) -> None:
     """Remove a failed run's staging and what its stages kept (best effort: the next run of
     the date, or gc, removes what is left)."""
-    _discard_attempts(fs, layout, settings.date, run_id)
+    try:
+        _discard_attempts(fs, layout, settings.date, run_id, lock)
+    except Exception:
+        log.warning("could not remove the staging of run %s; the next run will", run_id)
     try:
         _forget(fs, layout, settings.date, run_id)
     except Exception:
         log.warning("could not remove what run %s kept; the next run will", run_id)
 
 
-def _discard_attempts(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
-    """Remove the staging of every attempt of ``run_id`` (``R``, ``R-a2``, ``R-replan``...)."""
+def _discard_attempts(
+    fs: Any, layout: Layout, date: dt.date, run_id: str, lock: DateLock | None
+) -> None:
+    """Remove the staging of every attempt of ``run_id`` (``R``, ``R-a2``, ``R-replan``...),
+    but not one that an open publish (the lock's intent) is publishing from."""
     staging = layout.staging_date(date)
     if not fs.exists(staging):
         return
+    publishing = lock.intent.staging_id if lock is not None and lock.intent else None
     for entry in fs.ls(staging, detail=False):
         name = entry.rstrip("/").rsplit("/", 1)[-1].removeprefix("run_id=")
+        if name == publishing:
+            continue
         if name == run_id or name.startswith(f"{run_id}-"):
             wap.discard_staging(fs, layout, date, name)
 
@@ -477,24 +549,27 @@ def finish(settings: Settings, run_id: str) -> str:
 
     A publish that started is left for the next run of the date to complete. Idempotent, and
     never takes a date another run holds. Returns what it did, in a few words."""
-    fs, layout, _ = destination(settings)
-    lock = date_lock(settings, fs, layout, run_id, resume=True)
-    holder = _holder(fs, layout, settings.date)
+    with storage_errors():
+        fs, layout, _ = destination(settings)
+        lock = date_lock(settings, fs, layout, run_id, resume=True)
+        holder = _holder(fs, layout, settings.date)
     if holder is None or holder != run_id:
         return "nothing to release: the date is not this run's"
-    lock.acquire()
-    try:
-        done = _load(fs, layout, settings.date, run_id, "results") or {}
-        staging_id = done.get("staging_id", run_id)
-        # the task's own error is in its log; the Pushgateway hears that the run failed
-        failure = run_metrics.failure(settings.date, "TaskFailed", time.time())
-        metrics_push.push(settings.pushgateway, settings.date, failure, replace=False)
-        if wap.publishing_started(fs, layout, settings.date, staging_id):
-            return "left an interrupted publish for the next run of the date to complete"
-        discard(settings, run_id, fs=fs, layout=layout)
-        return "removed the run's staging and released the date"
-    finally:
-        lock.release()
+    with storage_errors():
+        lock.acquire()
+        try:
+            # the task's own error is in its log; the Pushgateway hears that the run failed
+            failure = run_metrics.failure(settings.date, "TaskFailed", time.time())
+            metrics_push.push(
+                settings.pushgateway, settings.date, failure, replace=False,
+                password_file=settings.pushgateway_password_file,
+            )  # fmt: skip
+            if lock.intent is not None:  # released with it: the next run takes it at once
+                return "left an interrupted publish for the next run of the date to complete"
+            discard(settings, run_id, fs=fs, layout=layout, lock=lock)
+            return "removed the run's staging and released the date"
+        finally:
+            lock.release()
 
 
 def _stage_seconds(
@@ -518,7 +593,7 @@ def _holder(fs: Any, layout: Layout, date: dt.date) -> str | None:
 # --- the Dask part ---------------------------------------------------------------------------
 @contextmanager
 def _performance_report(
-    settings: Settings, fs: Any, layout: Layout, staging_id: str
+    settings: Settings, fs: Any, layout: Layout, ctx: TaskContext
 ) -> Iterator[list[dict[str, Any]]]:
     """Record Dask's performance report of the block (task stream, worker profiles, bandwidth)
     into the run's staging, as a self-contained HTML page; its manifest entry is added to the
@@ -550,7 +625,11 @@ def _performance_report(
             with open(path, "rb") as f:
                 data = f.read()
             kind = reports.DASK_PERFORMANCE
-            kept.append(reports.write(fs, layout, settings.date, staging_id, kind=kind, data=data))
+            kept.append(
+                reports.write(
+                    fs, layout, settings.date, ctx.run_id, tag=ctx.tag, kind=kind, data=data
+                )
+            )
             log.info("Dask performance report in %.2f s", time.perf_counter() - began)
         except Exception as e:
             log.warning("no Dask performance report: %s: %s", type(e).__name__, e)
@@ -608,6 +687,13 @@ def _top_reasons(totals: RunTotals) -> str:
 
 
 def check_totals(totals: RunTotals, settings: Settings) -> None:
+    if len(totals.valid_by_event) > settings.max_event_names:
+        raise too_many_event_names(
+            settings.date,
+            len(totals.valid_by_event),
+            settings.max_event_names,
+            totals.valid_by_event,
+        )
     if totals.rows_valid == 0 and not settings.allow_empty:
         raise InputError(
             f"the source has no valid rows for {settings.date} ({totals.rows_read} read; "

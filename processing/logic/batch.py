@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from processing.logic import profile as prof
-from processing.logic.normalise import normalise
+from processing.logic.normalise import normalise, replace_invalid_utf8, to_utc_microseconds
 from processing.logic.validate import failure_reasons
+from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.errors import AuditError
 
@@ -33,21 +34,51 @@ class BatchResult:
     profile: prof.Profile = field(default_factory=prof.empty)
 
 
-def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Timestamps as ISO 8601 text (``...T12:34:56.000000Z``), before the rows become Python."""
-    if pa.types.is_timestamp(column.type):
-        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
-    return column
+def _as_text(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, dict[int, int]]:
+    """Timestamps as ISO 8601 text (``...T12:34:56.000000Z``), before the rows become Python,
+    and the rows whose instant is out of BigQuery's range (years 1-9999, which ISO 8601 text and
+    Python cannot always hold), as their integer microseconds since the epoch."""
+    if not pa.types.is_timestamp(column.type):
+        return column, {}
+    column = to_utc_microseconds(column)
+    counts = column.cast(pa.int64())
+    outside = pc.or_(pc.less(counts, r.MIN_INSTANT_US), pc.greater(counts, r.MAX_INSTANT_US))
+    rows = pc.indices_nonzero(pc.fill_null(outside, False))
+    if not len(rows):
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ"), {}
+    column = pc.if_else(outside, pa.scalar(None, column.type), column)
+    text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
+    return text, dict(zip(rows.to_pylist(), counts.take(rows).to_pylist(), strict=True))
 
 
 def source_records(batch: pa.Table, rows: list[int]) -> list[str]:
-    """The original records of ``rows``: the raw text if the source kept it, else JSON."""
+    """The original records of ``rows``: the raw text if the source kept it, else JSON.
+
+    Text that is not valid UTF-8 has each invalid sequence replaced by U+FFFD (as the JSON Lines
+    source does for its raw lines); a timestamp out of BigQuery's range is its integer
+    microseconds since the epoch.
+    """
     if s.RAW_COLUMN in batch.column_names:
         return [str(v) for v in batch.column(s.RAW_COLUMN).take(rows).to_pylist()]
     names = [n for n in batch.column_names if not n.startswith("_")]
     picked = batch.select(names).take(rows)
-    picked = pa.table([_as_text(c) for c in picked.columns], names=names)
-    return [orjson.dumps(rec).decode() for rec in picked.to_pylist()]
+    columns, outside = [], {}
+    for name, column in zip(names, picked.columns, strict=True):
+        text, outside[name] = _as_text(column)
+        columns.append(text)
+    picked = pa.table(columns, names=names)
+    try:
+        picked.validate(full=True)
+    except pa.ArrowInvalid:  # text that is not UTF-8
+        picked = pa.table(
+            [pa.chunked_array(map(replace_invalid_utf8, c.chunks), c.type) for c in picked.columns],
+            names=names,
+        )
+    records = picked.to_pylist()
+    for name, by_row in outside.items():
+        for row, micros in by_row.items():
+            records[row][name] = micros
+    return [orjson.dumps(rec).decode() for rec in records]
 
 
 def split_batch(
@@ -100,3 +131,12 @@ def split_batch(
         reasons=counts,
         profile=prof.of_batch(valid, rejected_times, first_reasons),
     )
+
+
+def event_names(valid: pa.Table) -> set[str]:
+    """The distinct event names of a batch's valid rows (its dictionary-encoded partition
+    column): one per partition the batch writes to."""
+    if valid.num_rows == 0:
+        return set()
+    names = valid.column(s.EVENT_NAME).combine_chunks()
+    return set(names.dictionary.take(pc.unique(names.indices)).to_pylist())

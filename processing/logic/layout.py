@@ -9,11 +9,15 @@
     <dest>/_previous/event_date=D/{events,rejected}/...           the version published before
     <dest>/_locks/event_date=D.json                               the date's writer lock
 
-File names are deterministic within a run (piece number, sequence within the piece, and the
-run's tag ``T``, a hash of its id), so a retried task overwrites its own files instead of adding
-duplicates, and two runs of a date never share a file name: a publish can copy the new version in
-beside the old one. Names starting with ``_`` are skipped by pyarrow.dataset, Spark, Hive and
-Athena, so readers never see staging, locks or manifests as data.
+File names are deterministic within an attempt at staging (piece number, sequence within the
+piece, and the attempt's tag ``T``: eight random hex digits drawn when it starts), so a retried
+task overwrites its own files instead of adding duplicates; and no two versions of a date ever
+share a file name, not even two runs given the same run id, nor a version and its rollback (which
+publishes the kept files again under a tag of its own). A publish can therefore copy the new
+version in beside the old one, and a name that stopped being published is never published again:
+what the publish's fencing argument stands on (:mod:`processing.adapters.publish`). Names starting
+with ``_`` are skipped by pyarrow.dataset, Spark, Hive and Athena, so readers never see staging,
+locks or manifests as data.
 """
 
 from __future__ import annotations
@@ -45,8 +49,41 @@ def check_run_id(run_id: str) -> str:
 
 
 def run_tag(run_id: str) -> str:
-    """Eight hex digits naming a run's files (a hash of its id)."""
+    """Eight hex digits from a run id (a hash of it): a tag for tests and tools that need one
+    that is reproducible; runs draw a random one per attempt (see the module's docstring)."""
     return hashlib.sha256(check_run_id(run_id).encode()).hexdigest()[:8]
+
+
+#: A tag: eight lower-case hex digits.
+_TAG = re.compile(r"^[0-9a-f]{8}$")
+#: A tagged file name: ``<stem>-<tag><suffix>`` (``part-00000-000-3f9a1c2e.parquet``,
+#: ``quality-3f9a1c2e.html``).
+_TAGGED_NAME = re.compile(r"^(?P<stem>.+-)(?P<tag>[0-9a-f]{8})(?P<suffix>(\.[A-Za-z0-9]+)+)$")
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"{tag!r} is not a tag (eight lower-case hex digits)")
+    return tag
+
+
+def tag_of(path: str) -> str | None:
+    """The tag in a file's name, or None for a name without one."""
+    found = _TAGGED_NAME.fullmatch(path.rsplit("/", 1)[-1])
+    return found["tag"] if found else None
+
+
+def retag(path: str, tag: str) -> str:
+    """``path`` renamed for another version: its tag replaced by ``tag`` (a name without a tag
+    gets one before its suffix)."""
+    directory, _, name = path.rpartition("/")
+    found = _TAGGED_NAME.fullmatch(name)
+    if found:
+        name = f"{found['stem']}{check_tag(tag)}{found['suffix']}"
+    else:
+        stem, dot, suffix = name.partition(".")
+        name = f"{stem}-{check_tag(tag)}{dot}{suffix}"
+    return f"{directory}/{name}" if directory else name
 
 
 def file_name(piece: int, sequence: int, tag: str) -> str:
@@ -101,6 +138,11 @@ class Layout:
 
     def lock(self, date: dt.date) -> str:
         return f"{self.locks()}/{s.EVENT_DATE}={date.isoformat()}.json"
+
+    def guard(self, date: dt.date, name: str) -> str:
+        """A local disk's guard file for a compare-and-swap of one of the date's manifests
+        (kept with the locks, so the published directories hold nothing but the version)."""
+        return f"{self.locks()}/{s.EVENT_DATE}={date.isoformat()}.{name}.guard"
 
 
 def entry_date(entry: str) -> dt.date | None:

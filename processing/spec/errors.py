@@ -64,3 +64,31 @@ class DateLockedError(PipelineError):
 
 class LockLostError(AuditError):
     """The run's lock on its date expired and another run took it: this run must not publish."""
+
+
+class DamagedError(AuditError):
+    """A published (or kept) version does not match its manifest: files missing or truncated.
+    ``verify`` says what; the next run of the date replaces it."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM: Kubernetes, Airflow). Like KeyboardInterrupt, it
+    is not an Exception: nothing on the way out may swallow it."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+class Interrupted(BaseException):
+    """A run (or rollback) stopped by a signal, after it released its lock. ``publishing``: its
+    publish had begun, and the next run of the date completes it."""
+
+    def __init__(self, signal_number: int, publishing: bool) -> None:
+        super().__init__(signal_number, publishing)
+        self.signal_number = signal_number
+        self.publishing = publishing
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal_number

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -19,6 +20,9 @@ ENV_PREFIX = "PROCESSING_"
 S3_SSE = ("AES256", "aws:kms")
 #: Where a run made of separate tasks gets its Dask cluster.
 CLUSTERS = ("local", "kubernetes")
+#: Bounds of a lock's time to live: refreshed every quarter of it, so a second is the least a
+#: store's round trips leave room for; a day the most a dead run may keep a date.
+MIN_LOCK_TTL_SECONDS, MAX_LOCK_TTL_SECONDS = 1.0, 86_400.0
 
 
 def _check_size(name: str, text: str) -> int:
@@ -120,6 +124,12 @@ class Settings:
     max_rejected_fraction: float = field(
         default=0.2, metadata=_opt(float, help="above it the run fails its audit")
     )
+    max_event_names: int = field(
+        default=1000,
+        metadata=_opt(
+            int, help="distinct valid event names a day may have; more refuses the run (exit 3)"
+        ),
+    )
     allow_empty: bool = field(
         default=False, metadata=_opt(parse_bool, help="publish a day of 0 rows")
     )
@@ -133,7 +143,18 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_opt(help="DEBUG, INFO, WARNING or ERROR"))
     pushgateway: str | None = field(
         default=None,
-        metadata=_opt(help="Prometheus Pushgateway URL for the run's metrics (none: no push)"),
+        metadata=_opt(
+            help="Prometheus Pushgateway URL for the run's metrics (none: no push); "
+            "basic auth as https://USER:PASSWORD@host",
+            secret=True,
+        ),
+    )
+    pushgateway_password_file: str | None = field(
+        default=None,
+        metadata=_opt(
+            help="file holding the Pushgateway's basic-auth password (the user goes in the URL: "
+            "https://USER@host)"
+        ),
     )
     performance_report: bool = field(
         default=True,
@@ -249,7 +270,13 @@ class Settings:
             (1 <= self.zstd_level <= 22, "zstd_level must be between 1 and 22"),
             (0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction must be in [0, 1]"),
             (self.task_retries >= 0, "task_retries must be >= 0"),
-            (self.lock_ttl_seconds > 0, "lock_ttl_seconds must be positive"),
+            (self.max_event_names >= 1, "max_event_names must be at least 1"),
+            (
+                math.isfinite(self.lock_ttl_seconds)
+                and MIN_LOCK_TTL_SECONDS <= self.lock_ttl_seconds <= MAX_LOCK_TTL_SECONDS,
+                f"lock_ttl_seconds must be between {MIN_LOCK_TTL_SECONDS:g} and "
+                f"{MAX_LOCK_TTL_SECONDS:g} (seconds; got {self.lock_ttl_seconds!r})",
+            ),
             (
                 self.s3_endpoint_url is None
                 or self.s3_endpoint_url.startswith(("http://", "https://")),

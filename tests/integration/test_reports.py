@@ -82,6 +82,7 @@ def test_a_run_publishes_its_reports_and_they_move_with_the_version(tmp_path: Pa
         assert not leaked, f"{path.name} holds user ids: {leaked[:3]}"
     assert processing.events_dataset(str(dest)).count_rows() == m["rows_valid"]  # not data
 
+    contents = {kind: path.read_bytes() for kind, path in files.items()}
     second = _run(dest, SAMPLE)  # a rerun: new reports, the old ones go with the old version
     again = _reports(dest, second.manifest)
     assert not any(p.exists() for p in files.values())
@@ -89,9 +90,10 @@ def test_a_run_publishes_its_reports_and_they_move_with_the_version(tmp_path: Pa
     on_disk = {p.name for p in (dest / "events" / f"event_date={DATE}" / "_reports").iterdir()}
     assert on_disk == {p.name for p in again.values()}
 
-    restored = rollback(Settings.load({}, date=DATE, dest=str(dest), source=str(SAMPLE)))
+    restored, _ = rollback(Settings.load({}, date=DATE, dest=str(dest), source=str(SAMPLE)))
     assert restored["run_id"] == m["run_id"]
-    assert all(p.read_bytes() for p in files.values())  # back, as they were
+    back = _reports(dest, restored)  # back, as they were, under the rollback's own names
+    assert {kind: path.read_bytes() for kind, path in back.items()} == contents
     assert not any(p.exists() for p in again.values())
 
 

@@ -101,9 +101,9 @@ def test_finish_after_a_failure_removes_the_staging_and_releases_the_date(tmp_pa
     assert "not this run's" in stages.finish(settings, "R")  # idempotent
 
 
-@pytest.mark.parametrize("all_but_the_marker", [False, True], ids=["a-file", "all-but-marker"])
+@pytest.mark.parametrize("lost", ["a-file", "the-whole-staging"])
 def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_but_the_marker: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lost: str
 ) -> None:
     from processing.adapters import publish as wap
     from processing.spec.errors import LockLostError
@@ -115,19 +115,22 @@ def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
         raise RuntimeError("the task died right after marking its publish")
 
     with monkeypatch.context() as patch:
-        patch.setattr(wap, "_switch", crash)
+        patch.setattr(wap, "_complete", crash)
         with pytest.raises(RuntimeError):
             stages.publish(settings, "R")
+    fs = fsspec.filesystem("file")
+    holder = holder_of(fs, Layout(str(dest)).lock(DATE))
+    assert holder is not None and holder.publishing is not None  # the intent, in the lock
+    assert holder.publishing.staging_id == "R"
     staged = dest / "_staging" / f"event_date={DATE}" / "run_id=R"
-    assert (staged / "_publishing").exists()
-    if all_but_the_marker:  # a takeover's removal of the staging died half way
-        for path in sorted(staged.rglob("*"), reverse=True):
-            if path.name != "_publishing":
-                path.unlink() if path.is_file() else path.rmdir()
-    else:  # its staging lost a file
+    if lost == "a-file":  # its staging lost a file
         next(staged.rglob("*.parquet")).unlink()
+    else:  # all of it (a person, a lifecycle rule)
+        fs.rm(str(staged), recursive=True)
 
     with pytest.raises(LockLostError, match="abandoned"):
         stages.publish(settings, "R")  # the retry must not report the old version as its own
     assert processing.read_manifest(str(dest), DATE)["run_id"] == "first"  # type: ignore[index]
     assert not staged.exists()
+    holder = holder_of(fs, Layout(str(dest)).lock(DATE))
+    assert holder is None or holder.publishing is None  # resolved: nothing left open

@@ -1,0 +1,42 @@
+"""Run the CLI, but stop this whole process (SIGSTOP, as a node under pressure or a long pause
+would) just before the Nth call of one storage operation of the publish protocol.
+
+    python -m tests.faults.suspend_at OPERATION N -- run --date ... (the CLI's arguments)
+
+OPERATION is one of processing.adapters.publish's primitives (``_copy``, ``_swap``, ``_delete``,
+``_remove_tree``, ``_put_json``). Just before stopping it prints ``suspended before OPERATION #N``
+on stderr; the test then lets the lock expire, runs another command, and resumes it (SIGCONT).
+Test code only: nothing in the package knows about it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+
+def main(argv: list[str]) -> int:
+    operation, nth, separator, *cli_args = argv
+    assert separator == "--", "usage: suspend_at OPERATION N -- CLI ARGS"
+    from processing.adapters import publish
+    from processing.app.cli import main as cli
+
+    real = getattr(publish, operation)
+    calls = 0
+
+    def suspended(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == int(nth):
+            print(f"suspended before {operation} #{nth}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return real(*args, **kwargs)
+
+    setattr(publish, operation, suspended)
+    return cli(cli_args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
