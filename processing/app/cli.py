@@ -267,14 +267,9 @@ def _gc(args: argparse.Namespace) -> int:
     print("\n".join(lines) if lines else "nothing to collect")
     for check in damaged:
         print("\n".join(check.lines()))
-    if damaged:
-        print(
-            f"error: {len(damaged)} published date(s) are damaged: `verify` says more; the "
-            "next run of each date replaces it (or `rollback` restores the kept version)",
-            file=sys.stderr,
-        )
-        return DamagedError.exit_code
-    return 0
+    return _damage(
+        len(damaged), f"{len(damaged)} published date(s) are damaged: `verify` says more"
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -287,19 +282,24 @@ def _verify(args: argparse.Namespace) -> int:
     from processing.app.pipeline import verify
 
     checks = verify(settings, only)
-    for check in checks:
-        print("\n".join(check.lines()))
-    damaged = [c for c in checks if c.damaged]
     if not checks:
         print("no published date")
-    if damaged:
-        print(
-            f"error: {len(damaged)} of {len(checks)} date(s) damaged: the next run of a date "
-            "replaces it (or `rollback` restores its kept version)",
-            file=sys.stderr,
-        )
-        return DamagedError.exit_code
-    return 0
+    for check in checks:
+        print("\n".join(check.lines()))
+    damaged = sum(c.damaged for c in checks)
+    return _damage(damaged, f"{damaged} of {len(checks)} date(s) damaged")
+
+
+def _damage(damaged: int, summary: str) -> int:
+    """Exit 4 if any date is damaged, saying what repairs them; else 0."""
+    if not damaged:
+        return 0
+    print(
+        f"error: {summary}; the next run of a date replaces it (or `rollback` restores its "
+        "kept version)",
+        file=sys.stderr,
+    )
+    return DamagedError.exit_code
 
 
 def _plan(args: argparse.Namespace) -> int:
