@@ -3,8 +3,9 @@
 Each piece writes its own files with deterministic names, so pieces never touch each other's
 files and a retried task overwrites its own. Rows are buffered per event name and written as
 whole row groups (sorted, zstd, dictionary-encoded strings, page index); a file is closed and the
-next one opened after ``max_file_rows``. Memory is bounded by ``max_buffered_rows`` per task,
-however large the piece: past it, the largest buffer is written out.
+next one opened after ``max_file_rows`` rows or ``max_file_bytes`` bytes. Memory is bounded by
+``max_buffered_rows`` per task, however large the piece: past it, the largest buffer is written
+out.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class WriteOptions:
     max_file_rows: int = 8_388_608
     max_buffered_rows: int = 1_500_000
     zstd_level: int = 1
+    #: a file is closed once it holds this many bytes (the target size of output files)
+    max_file_bytes: int | None = None
 
     def parquet_kwargs(self, schema: pa.Schema) -> dict[str, Any]:
         """zstd; dictionary-encoded categoricals; delta-encoded timestamps; page index.
@@ -171,6 +174,8 @@ class PieceWriter:
             assert output.writer is not None
             output.writer.write_table(chunk.cast(output.schema), row_group_size=chunk.num_rows)
             output.rows_in_file += chunk.num_rows
+            if self.options.max_file_bytes and output.handle.tell() >= self.options.max_file_bytes:
+                self._close_file(output)
 
     def _open_file(self, output: _Output) -> None:
         name = file_name(self.piece, output.sequence, self.tag)

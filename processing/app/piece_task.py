@@ -1,4 +1,5 @@
-"""The Dask task: read one piece, split each batch into valid and rejected rows, write them.
+"""The Dask tasks: read one piece, split each batch into valid and rejected rows, write them; then
+merge a partition's small files into one.
 
 Arguments are small and picklable; the task opens its own files and clients. It returns counts
 and file names, never data.
@@ -17,13 +18,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from processing.adapters.merger import merge_files
 from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem, transient_storage_errors
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic import profile as prof
 from processing.logic.batch import event_names, split_batch
-from processing.logic.layout import Layout
-from processing.logic.manifest import PieceResult
+from processing.logic.compaction import Merge
+from processing.logic.layout import EVENTS, Layout
+from processing.logic.manifest import FileInfo, PieceResult
 from processing.spec import schema as s
 from processing.spec.errors import InputError, PipelineError, TransientError
 
@@ -137,3 +140,22 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
         seconds=time.perf_counter() - started,
         profile=prof.add(profiles),
     )
+
+
+def merge_task(merge: Merge, ctx: TaskContext) -> FileInfo:
+    """Write one merge's file into the staging (its sources stay: the client deletes them once
+    every merge is written, so a retried merge finds them)."""
+    fs, root = filesystem(ctx.dest, ctx.storage_options)
+    events_dir, rejected_dir = Layout(root).staged(ctx.date, ctx.run_id)
+    directory = events_dir if merge.dataset == EVENTS else rejected_dir
+    try:
+        rows, size = merge_files(
+            fs,
+            [f"{directory}/{f.path}" for f in merge.sources],
+            f"{directory}/{merge.into}",
+            ctx.write,
+            sort=merge.event_name is not None,
+        )
+    except transient_storage_errors() as e:
+        raise TransientError(f"merging into {merge.into}: {e}") from e
+    return FileInfo(merge.dataset, merge.into, rows, size, merge.event_name)

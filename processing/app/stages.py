@@ -41,12 +41,14 @@ from processing.adapters.writer import WriteOptions
 from processing.app.context import date_lock, destination, source_for, url_of, utcnow
 from processing.app.piece_task import (
     TaskContext,
+    merge_task,
     process_piece,
     too_many_event_names,
     warm_up,
 )
 from processing.logic import quality, quality_html, run_metrics
-from processing.logic.layout import Layout, check_run_id
+from processing.logic.compaction import Merge, plan_merges, with_merges
+from processing.logic.layout import EVENTS, Layout, check_run_id
 from processing.logic.manifest import (
     FileInfo,
     PieceResult,
@@ -54,6 +56,7 @@ from processing.logic.manifest import (
     build_manifest,
     reconcile,
 )
+from processing.logic.progress import ProgressMeter
 from processing.spec.errors import (
     AuditError,
     ConfigError,
@@ -125,6 +128,12 @@ def _forget(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
 def _piece_result(doc: dict[str, Any]) -> PieceResult:
     files = tuple(FileInfo(**f) for f in doc["files"])
     return PieceResult(**{**doc, "files": files})
+
+
+def _merged(doc: dict[str, Any]) -> tuple[Merge, FileInfo]:
+    merge = doc["merge"]
+    sources = tuple(FileInfo(**f) for f in merge["sources"])
+    return Merge(**{**merge, "sources": sources}), FileInfo(**doc["written"])
 
 
 @contextmanager
@@ -246,6 +255,7 @@ def process(
                 max_file_rows=settings.max_file_rows,
                 max_buffered_rows=settings.max_buffered_rows,
                 zstd_level=settings.zstd_level,
+                max_file_bytes=settings.target_file_bytes,
             ),
             tag=new_tag(),
             max_event_names=settings.max_event_names,
@@ -279,6 +289,10 @@ def process(
                 with _performance_report(settings, fs, layout, ctx) as performance:
                     results = _process(client, plan.pieces, ctx, on_progress, attempt=2)
                 wap.discard_staging(fs, layout, settings.date, stale)  # best effort
+            merges = plan_merges(
+                [f for r in results for f in r.files], settings.target_file_bytes, ctx.tag
+            )
+            merged = _merge(client, fs, layout, merges, ctx)
         done = {
             "staging_id": staging_id,
             "tag": ctx.tag,
@@ -288,6 +302,7 @@ def process(
             "bytes_read": plan.details.get("estimated_bytes", plan.estimated_bytes),
             "source_details": dict(plan.details),
             "results": [asdict(r) for r in results],
+            "merges": [{"merge": asdict(m), "written": asdict(f)} for m, f in merged],
             "seconds": round(time.perf_counter() - began, 3),
         }
         _save(fs, _state_path(layout, settings.date, run_id, "results"), done)
@@ -297,7 +312,7 @@ def process(
         "rows_read": sum(r.rows_read for r in results),
         "rows_valid": sum(r.rows_valid for r in results),
         "rows_rejected": sum(r.rows_rejected for r in results),
-        "files": sum(len(r.files) for r in results),
+        "files": sum(len(r.files) for r in results) - sum(len(m.sources) - 1 for m in merges),
         "dashboard": dashboard,
     }
 
@@ -313,7 +328,8 @@ def _results(fs: Any, layout: Layout, settings: Settings, run_id: str) -> dict[s
 
 
 def _reconciled(done: dict[str, Any]) -> RunTotals:
-    return reconcile(_piece_result(r) for r in done["results"])
+    totals = reconcile(_piece_result(r) for r in done["results"])
+    return with_merges(totals, [_merged(m) for m in done.get("merges", ())])
 
 
 def audit(settings: Settings, run_id: str, *, lock: DateLock | None = None) -> dict[str, Any]:
@@ -644,7 +660,7 @@ def _process(
     on_progress: Progress | None,
     attempt: int = 1,
 ) -> list[PieceResult]:
-    """One lazy task per piece, computed once; progress logged as pieces finish.
+    """One lazy task per piece, computed once; progress logged every 10 s and at the end.
 
     Task keys name the attempt: the scheduler may still hold the failed tasks of an earlier
     attempt under their keys, and would hand back their errors instead of running the new plan.
@@ -658,26 +674,64 @@ def _process(
     ]
     futures = client.compute(tasks)  # a lost worker's task reruns (task_retries)
     results: list[PieceResult] = []
+    meter = ProgressMeter(total=len(futures), started=time.monotonic())
     try:
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
             if on_progress:
                 on_progress(len(results), len(futures), result)
-            log.info(
-                "piece %d/%d %s: %d rows (%d rejected) in %.1f s",
-                len(results),
-                len(futures),
+            log.debug(
+                "piece %s: %d rows (%d rejected) in %.1f s",
                 result.piece,
                 result.rows_read,
                 result.rows_rejected,
                 result.seconds,
             )
+            line = meter.add(result.rows_read, time.monotonic())
+            if line:
+                log.info("%s", line)
     except (KilledWorker, FutureCancelledError) as e:
         raise TransientError(f"a Dask worker was lost: {e}") from e
     finally:
         client.cancel(futures)
     return results
+
+
+def _merge(
+    client: Client, fs: Any, layout: Layout, merges: Sequence[Merge], ctx: TaskContext
+) -> list[tuple[Merge, FileInfo]]:
+    """Merge the pieces' small files, one task per merged file; then delete the merged ones (a
+    process that dies first leaves them behind: its staging is never published, see the audit)."""
+    if not merges:
+        return []
+    began = time.perf_counter()
+    tasks = [
+        dask.delayed(merge_task, pure=False)(m, ctx, dask_key_name=f"merge-{i:05d}-{ctx.run_id}")
+        for i, m in enumerate(merges)
+    ]
+    futures = client.compute(tasks)
+    try:
+        written: list[FileInfo] = client.gather(futures)
+    except (KilledWorker, FutureCancelledError) as e:
+        raise TransientError(f"a Dask worker was lost: {e}") from e
+    finally:
+        client.cancel(futures)
+    events_dir, rejected_dir = layout.staged(ctx.date, ctx.run_id)
+    fs.rm(
+        [
+            f"{events_dir if m.dataset == EVENTS else rejected_dir}/{f.path}"
+            for m in merges
+            for f in m.sources
+        ]
+    )
+    log.info(
+        "merged %d small files into %d in %.1f s",
+        sum(len(m.sources) for m in merges),
+        len(merges),
+        time.perf_counter() - began,
+    )
+    return list(zip(merges, written, strict=True))
 
 
 # --- the run's limits --------------------------------------------------------------------------

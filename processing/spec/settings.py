@@ -23,6 +23,10 @@ CLUSTERS = ("local", "kubernetes")
 #: Bounds of a lock's time to live: refreshed every quarter of it, so a second is the least a
 #: store's round trips leave room for; a day the most a dead run may keep a date.
 MIN_LOCK_TTL_SECONDS, MAX_LOCK_TTL_SECONDS = 1.0, 86_400.0
+#: Bounds of the output files' target size: below a MiB a file holds less than a useful row group
+#: (readers then pay a request per few rows); above 2 GiB one task's merge holds too much at once
+#: and readers split files anyway.
+MIN_TARGET_FILE_BYTES, MAX_TARGET_FILE_BYTES = 2**20, 2 * 2**30
 
 
 def _check_size(name: str, text: str) -> int:
@@ -119,6 +123,13 @@ class Settings:
     )
     max_buffered_rows: int = field(
         default=1_500_000, metadata=_opt(int, help="per task, across partitions")
+    )
+    target_file_size: str = field(
+        default="256MiB",
+        metadata=_opt(
+            help="size of each output file (zstd, as written), whatever the number of pieces: "
+            "the pieces' small files of a partition are merged up to it (1MiB to 2GiB)"
+        ),
     )
     zstd_level: int = field(default=1, metadata=_opt(int, help="zstd compression level, 1-22"))
     max_rejected_fraction: float = field(
@@ -310,6 +321,12 @@ class Settings:
         )
         if problem:
             raise ConfigError(f"bad setting: {problem}")
+        target = _check_size("target_file_size", self.target_file_size)
+        if not MIN_TARGET_FILE_BYTES <= target <= MAX_TARGET_FILE_BYTES:
+            raise ConfigError(
+                f"bad setting: target_file_size {self.target_file_size!r} must be between 1MiB "
+                "(about one row group) and 2GiB: 128MiB to 512MiB suits Athena, Trino and Spark"
+            )
         if self.cluster == "kubernetes":  # only a per-run cluster is sized (and dask is heavy)
             _check_size("cluster_bytes_per_worker", self.cluster_bytes_per_worker)
         if self.memory_limit != "auto":
@@ -322,6 +339,10 @@ class Settings:
                 raise ConfigError(
                     f"bad setting: memory_limit {self.memory_limit!r} is not a size like 4GiB"
                 ) from None
+
+    @property
+    def target_file_bytes(self) -> int:
+        return _check_size("target_file_size", self.target_file_size)
 
     def __repr__(self) -> str:
         shown = {

@@ -64,6 +64,10 @@ def test_a_day_from_bigquery_equals_the_same_day_from_files(cli, emulator, tmp_p
     assert source["streams"] >= 2 and source["session"].startswith("projects/demo/")
     assert source["snapshot_time"].endswith("Z")
     assert "rows" in done.stdout or done.stdout  # the summary was printed
+    # one file per partition whatever the stream count: the streams' small files were merged
+    for manifest in (bq, files):
+        partitions = {(f["dataset"], f["event_name"]) for f in manifest["files"]}
+        assert len(manifest["files"]) == len(partitions) == len(manifest["valid_by_event"]) + 1
 
 
 def test_a_replay_at_the_recorded_snapshot_reads_what_the_run_read(cli, emulator, tmp_path) -> None:

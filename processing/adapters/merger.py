@@ -1,0 +1,64 @@
+"""Rewrite small Parquet files of one partition as one (see :mod:`processing.logic.compaction`).
+
+Memory is bounded by one row group: source row groups are read one at a time and gathered until
+``row_group_rows``, then written as one row group, sorted by time for events (as the pieces write
+theirs), with the pieces' encodings and compression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from processing.adapters.writer import SORT_KEY, WriteOptions
+from processing.logic.order import time_order
+
+
+def merge_files(
+    fs: Any, sources: Sequence[str], dest: str, options: WriteOptions, *, sort: bool
+) -> tuple[int, int]:
+    """Write the rows of ``sources`` to ``dest``; return its rows and bytes. The sources stay."""
+    rows, size = 0, options.row_group_rows
+    buffer: list[pa.Table] = []
+    writer: pq.ParquetWriter | None = None
+    with fs.open(dest, "wb") as handle:
+
+        def flush(final: bool) -> None:
+            """Write whole row groups of what is buffered (and, at the end, the rest)."""
+            nonlocal writer, rows
+            if not buffer:
+                return
+            table = pa.concat_tables(buffer).combine_chunks()
+            buffer.clear()
+            if sort:
+                table = table.take(time_order(table.column(SORT_KEY)))
+            whole = table.num_rows if final else table.num_rows // size * size
+            if whole < table.num_rows:
+                buffer.append(table.slice(whole))
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    handle, table.schema, **options.parquet_kwargs(table.schema)
+                )
+            for start in range(0, whole, size):
+                chunk = table.slice(start, min(size, whole - start))
+                writer.write_table(chunk, row_group_size=chunk.num_rows)
+            rows += whole
+
+        for path in sources:
+            with fs.open(path, "rb") as source:
+                parquet = pq.ParquetFile(source)
+                for index in range(parquet.num_row_groups):
+                    group = parquet.read_row_group(index)
+                    if buffer and group.schema != buffer[0].schema:
+                        group = group.cast(buffer[0].schema)
+                    buffer.append(group)
+                    if sum(t.num_rows for t in buffer) >= size:
+                        flush(final=False)
+        flush(final=True)
+        if writer is not None:
+            writer.close()
+        written = handle.tell()
+    return rows, int(written)

@@ -1,0 +1,80 @@
+"""Files close to the target size: a piece rolls its files at the target, and a merge rewrites
+small files of a partition as one, row for row, in sorted row groups (on a local disk)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from processing.adapters.merger import merge_files
+from processing.adapters.writer import PieceWriter, WriteOptions
+from processing.logic.batch import split_batch
+from processing.spec import schema as s
+
+DATE = dt.date(2023, 10, 23)
+TAG = "0a1b2c3d"
+
+
+def _events(rows: int, seed: int) -> pa.Table:
+    """Valid rows with random (incompressible) user ids, in random time order."""
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2023-10-23T00:00:00", "us")
+    times = start + rng.integers(0, 86_400_000_000, rows).astype("timedelta64[us]")
+    ids = [f"{x:032x}" for x in rng.integers(0, 2**63, rows)]
+    return pa.table(
+        {
+            "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "event_name": pa.array(["view"] * rows),
+            "user_identifiers": pa.array(
+                [{"platform": "web", "id": i} for i in ids], s.USER_IDENTIFIERS
+            ),
+            "product_information": pa.nulls(rows, s.PRODUCT_INFORMATION),
+        }
+    )
+
+
+def _write_piece(root: Path, piece: int, rows: int, options: WriteOptions):
+    writer = PieceWriter(
+        fsspec.filesystem("file"), f"{root}/events", f"{root}/rejected", piece, options, tag=TAG
+    )
+    writer.add(split_batch(_events(rows, piece), DATE, f"p{piece}"))
+    return writer.close()
+
+
+def test_a_piece_starts_its_next_file_once_one_reaches_the_target(tmp_path: Path) -> None:
+    target = 2**20
+    options = WriteOptions(row_group_rows=10_000, max_file_bytes=target)
+    files = _write_piece(tmp_path, 0, 300_000, options)
+    assert len(files) >= 3
+    assert all(f.bytes >= target for f in files[:-1])  # only the last may be smaller
+    assert all(f.bytes < target + 2**19 for f in files)  # past it by at most a row group
+    assert sum(f.rows for f in files) == 300_000
+
+
+def test_a_merge_holds_its_sources_rows_in_time_sorted_row_groups(tmp_path: Path) -> None:
+    options = WriteOptions(row_group_rows=25_000)
+    sources = [f for piece in range(4) for f in _write_piece(tmp_path, piece, 20_000, options)]
+    paths = [f"{tmp_path}/events/{f.path}" for f in sources]
+    dest = f"{tmp_path}/events/event_name=view/merged-00000-{TAG}.parquet"
+
+    rows, size = merge_files(fsspec.filesystem("file"), paths, dest, options, sort=True)
+
+    assert rows == 80_000 and size == Path(dest).stat().st_size
+    merged = pq.ParquetFile(dest)
+    assert [merged.metadata.row_group(i).num_rows for i in range(4)] == [25_000] * 3 + [5_000]
+    for i in range(merged.num_row_groups):
+        times = merged.read_row_group(i).column(s.EVENT_DATETIME)
+        assert pc.all(pc.less_equal(times[:-1], times[1:])).as_py()
+    key = [s.EVENT_DATETIME, s.USER_ID]
+    before = pa.concat_tables(pq.read_table(p) for p in paths).sort_by(
+        [(k, "ascending") for k in key]
+    )
+    after = pq.read_table(dest).sort_by([(k, "ascending") for k in key])
+    assert after.equals(before)
+    assert all(Path(p).exists() for p in paths)  # the client deletes them, once all are merged
