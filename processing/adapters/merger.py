@@ -1,8 +1,12 @@
 """Rewrite small Parquet files of one partition as one (see :mod:`processing.logic.compaction`).
 
-Memory is bounded by one row group: source row groups are read one at a time and gathered until
-``row_group_rows``, then written as one row group, sorted by time for events (as the pieces write
-theirs), with the pieces' encodings and compression.
+Memory is bounded by about two row groups: source row groups are read one at a time and gathered
+until ``row_group_rows``, then written as one row group with the pieces' encodings and compression.
+
+The rows are not sorted again: a merged row group holds its sources' time-sorted runs back to
+back. Every piece spans the whole day, so a row group's min/max statistics span it sorted or not,
+and a page (about 1 MiB) lies within one run, so the page index stays as tight. Sorting again
+would take (measured on 4M rows of random user ids) 1.8 s instead of 0.8 s, for 1.7 % fewer bytes.
 """
 
 from __future__ import annotations
@@ -13,12 +17,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from processing.adapters.writer import SORT_KEY, WriteOptions
-from processing.logic.order import time_order
+from processing.adapters.writer import WriteOptions
 
 
 def merge_files(
-    fs: Any, sources: Sequence[str], dest: str, options: WriteOptions, *, sort: bool
+    fs: Any, sources: Sequence[str], dest: str, options: WriteOptions
 ) -> tuple[int, int]:
     """Write the rows of ``sources`` to ``dest``; return its rows and bytes. The sources stay."""
     rows, size = 0, options.row_group_rows
@@ -33,8 +36,6 @@ def merge_files(
                 return
             table = pa.concat_tables(buffer).combine_chunks()
             buffer.clear()
-            if sort:
-                table = table.take(time_order(table.column(SORT_KEY)))
             whole = table.num_rows if final else table.num_rows // size * size
             if whole < table.num_rows:
                 buffer.append(table.slice(whole))

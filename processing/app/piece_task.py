@@ -154,7 +154,6 @@ def merge_task(merge: Merge, ctx: TaskContext) -> FileInfo:
             [f"{directory}/{f.path}" for f in merge.sources],
             f"{directory}/{merge.into}",
             ctx.write,
-            sort=merge.event_name is not None,
         )
     except transient_storage_errors() as e:
         raise TransientError(f"merging into {merge.into}: {e}") from e
