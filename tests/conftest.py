@@ -85,6 +85,30 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+def random_events(rows: int, seed: int = 7):
+    """Valid rows of one event name with random (incompressible) user ids, in random time order:
+    about 20 bytes a row once written (``pyarrow.Table`` of the input schema)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from processing.spec import schema as s
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2023-10-23T00:00:00", "us")
+    times = start + rng.integers(0, 86_400_000_000, rows).astype("timedelta64[us]")
+    ids = [f"{x:032x}" for x in rng.integers(0, 2**63, rows)]
+    return pa.table(
+        {
+            "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "event_name": pa.array(["view"] * rows),
+            "user_identifiers": pa.array(
+                [{"platform": "web", "id": i} for i in ids], s.USER_IDENTIFIERS
+            ),
+            "product_information": pa.nulls(rows, s.PRODUCT_INFORMATION),
+        }
+    )
+
+
 @pytest.fixture
 def generate(cli: CliRunner, tmp_path: Path) -> Callable[..., Path]:
     def make(name: str, date: str, rows: int, bad: float = 0.0, seed: int = 0) -> Path:

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import s3fs
 
@@ -17,29 +15,10 @@ from processing.adapters.storage import S3Options, filesystem, storage_options_f
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.emulator.s3 import S3Server
 from processing.logic.batch import split_batch
-from processing.spec import schema as s
-from tests.conftest import ROOT
+from tests.conftest import ROOT, random_events
 
 DATE = dt.date(2023, 10, 23)
 PART = 5 * 2**20  # S3's smallest part
-
-
-def _events(rows: int) -> pa.Table:
-    """Valid rows with random (incompressible) user ids: about 20 bytes a row once written."""
-    rng = np.random.default_rng(7)
-    start = np.datetime64("2023-10-23T00:00:00", "us")
-    times = start + rng.integers(0, 86_400_000_000, rows).astype("timedelta64[us]")
-    ids = [f"{x:032x}" for x in rng.integers(0, 2**63, rows)]
-    return pa.table(
-        {
-            "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
-            "event_name": pa.array(["view"] * rows),
-            "user_identifiers": pa.array(
-                [{"platform": "web", "id": i} for i in ids], s.USER_IDENTIFIERS
-            ),
-            "product_information": pa.nulls(rows, s.PRODUCT_INFORMATION),
-        }
-    )
 
 
 def test_a_large_file_is_uploaded_in_parts_and_encrypted(
@@ -54,7 +33,7 @@ def test_a_large_file_is_uploaded_in_parts_and_encrypted(
     writer = PieceWriter(
         fs, f"{root}/events", f"{root}/rejected", 0, WriteOptions(zstd_level=1), tag="0a1b2c3d"
     )
-    writer.add(split_batch(_events(600_000), DATE, "p0"))
+    writer.add(split_batch(random_events(600_000), DATE, "p0"))
     (written,) = writer.close()
 
     key = f"lake/events/{written.path}"

@@ -7,7 +7,6 @@ import datetime as dt
 from pathlib import Path
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -16,34 +15,17 @@ from processing.adapters.merger import merge_files
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic.batch import split_batch
 from processing.spec import schema as s
+from tests.conftest import random_events
 
 DATE = dt.date(2023, 10, 23)
 TAG = "0a1b2c3d"
-
-
-def _events(rows: int, seed: int) -> pa.Table:
-    """Valid rows with random (incompressible) user ids, in random time order."""
-    rng = np.random.default_rng(seed)
-    start = np.datetime64("2023-10-23T00:00:00", "us")
-    times = start + rng.integers(0, 86_400_000_000, rows).astype("timedelta64[us]")
-    ids = [f"{x:032x}" for x in rng.integers(0, 2**63, rows)]
-    return pa.table(
-        {
-            "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
-            "event_name": pa.array(["view"] * rows),
-            "user_identifiers": pa.array(
-                [{"platform": "web", "id": i} for i in ids], s.USER_IDENTIFIERS
-            ),
-            "product_information": pa.nulls(rows, s.PRODUCT_INFORMATION),
-        }
-    )
 
 
 def _write_piece(root: Path, piece: int, rows: int, options: WriteOptions):
     writer = PieceWriter(
         fsspec.filesystem("file"), f"{root}/events", f"{root}/rejected", piece, options, tag=TAG
     )
-    writer.add(split_batch(_events(rows, piece), DATE, f"p{piece}"))
+    writer.add(split_batch(random_events(rows, piece), DATE, f"p{piece}"))
     return writer.close()
 
 
