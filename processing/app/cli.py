@@ -167,6 +167,10 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("processing").setLevel(numeric)
     if numeric > logging.DEBUG:  # Dask configures its loggers itself, from this, when imported
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        if "dask" in sys.modules:  # already imported (settings parse sizes with it): read again
+            import dask
+
+            dask.config.refresh()
         logging.getLogger("distributed").setLevel(logging.WARNING)
         # a failed task is reported once, as one line, by the client: not also by the worker
         logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
