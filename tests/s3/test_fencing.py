@@ -102,15 +102,22 @@ class Pauses:
         return Fence()
 
 
-def _second_run_publishes(fs: Any, layout: Layout) -> None:
-    """The second run: the first's lock has expired by its clock; it resolves what it finds
-    open, then publishes its own version."""
-    lock = DateLock(fs, layout.lock(DATE), "second-run", ttl_seconds=600, clock=lambda: LATER)
+def _takes_over_and_publishes(
+    fs: Any, layout: Layout, run_id: str, version: Any, now: dt.datetime
+) -> None:
+    """A run whose clock says ``now`` (every earlier lock expired by it): it resolves what it
+    finds open, then publishes ``version``."""
+    lock = DateLock(fs, layout.lock(DATE), run_id, ttl_seconds=600, clock=lambda: now)
     lock.acquire()
-    wap.prepare(fs, layout, DATE, "second-run", lock)
-    _stage(fs, layout, DATE, SECOND)
-    wap.publish(fs, layout, DATE, "second-run", SECOND, fence=lock)
+    wap.prepare(fs, layout, DATE, run_id, lock)
+    _stage(fs, layout, DATE, version)
+    wap.publish(fs, layout, DATE, run_id, version, fence=lock)
     lock.release()
+
+
+def _second_run_publishes(fs: Any, layout: Layout) -> None:
+    """The second run: the first's lock has expired by its clock."""
+    _takes_over_and_publishes(fs, layout, "second-run", SECOND, LATER)
 
 
 def _first_run(kind: str, fs: Any, layout: Layout, pauses: Pauses) -> DateLock:
@@ -164,12 +171,7 @@ def _check_invariant(fs: Any, layout: Layout, replaced: list[dict[str, Any]]) ->
 
 
 def _next_run_publishes(fs: Any, layout: Layout) -> None:
-    lock = DateLock(fs, layout.lock(DATE), "next-run", ttl_seconds=600, clock=lambda: MUCH_LATER)
-    lock.acquire()
-    wap.prepare(fs, layout, DATE, "next-run", lock)
-    _stage(fs, layout, DATE, NEXT)
-    wap.publish(fs, layout, DATE, "next-run", NEXT, fence=lock)
-    lock.release()
+    _takes_over_and_publishes(fs, layout, "next-run", NEXT, MUCH_LATER)
     assert _version_of(wap.published_manifest(fs, layout, DATE))["run_id"] == "next-run"
     assert _version_of(wap.previous_manifest(fs, layout, DATE))["run_id"] == "second-run"
     staging = layout.staging_date(DATE)  # what the paused run wrote there on waking is gone
