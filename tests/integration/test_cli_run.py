@@ -225,6 +225,54 @@ def test_killed_run_leaves_published_date_unchanged_and_next_run_recovers(
     assert _manifest(dest)["rows_read"] > 0
 
 
+def test_a_run_killed_while_merging_its_files_changes_nothing_published(
+    cli, generate, tmp_path: Path
+) -> None:
+    """Stopped (SIGSTOP) before its second merge of small staged files (the first may be half
+    written), then killed with its whole process group: nothing published changes, and the next
+    run discards that staging and publishes."""
+    dest = tmp_path / "lake"
+    source = generate("day.jsonl", DATE, 40_000, bad=0.01, seed=5)  # pieces: byte ranges
+    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest).returncode == 0
+    before = tree_digest(dest / "events") | tree_digest(dest / "rejected")
+
+    args = ["run", "--date", DATE, "--source", source, "--dest", dest, "--piece-rows", "4000"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.faults.suspend_at",
+            "merge_files",
+            "2",
+            "--",
+            *map(str, args),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("suspended before merge_files #2"):
+            break
+    else:
+        raise AssertionError(f"the run never reached its second merge (exit {proc.wait()})")
+    staged = [p.name for p in (dest / "_staging").rglob("*.parquet")]
+    assert sum(n.startswith("part-") for n in staged) > 10  # the pieces' files, not yet merged
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
+
+    done = cli("run", "--date", DATE, "--source", source, "--dest", dest)
+    assert done.returncode == 0, done.stderr
+    assert not any((dest / "_staging").rglob("*.parquet"))
+    manifest = _manifest(dest)
+    assert manifest["rows_read"] == 40_000 == manifest["rows_valid"] + manifest["rows_rejected"]
+
+
 def test_other_dates_are_never_touched(cli, generate, tmp_path: Path) -> None:
     dest = tmp_path / "lake"
     other = generate("other.jsonl.gz", "2023-10-24", 500, bad=0.02, seed=3)
