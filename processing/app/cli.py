@@ -26,6 +26,7 @@ from processing.spec.errors import (
     Interrupted,
     PipelineError,
     Terminated,
+    signal_of,
 )
 from processing.spec.settings import ENV_PREFIX, Settings, parse_bool, parse_date
 
@@ -503,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{what}: the lock was released; nothing was published", file=sys.stderr)
         return e.exit_code
     except (KeyboardInterrupt, Terminated) as e:
-        signal_number = e.signal_number if isinstance(e, Terminated) else signal.SIGINT
+        signal_number = signal_of(e)
         what = "terminated" if signal_number == signal.SIGTERM else "interrupted"
         print(f"{what}: nothing was published by this command", file=sys.stderr)
         return 128 + int(signal_number)

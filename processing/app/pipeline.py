@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +38,7 @@ from processing.spec.errors import (
     LockLostError,
     Terminated,
     TransientError,
+    signal_of,
 )
 from processing.spec.settings import Settings
 
@@ -70,9 +70,12 @@ def run(
     except BaseException as e:  # any failure of the run: the Pushgateway hears of it
         failure = run_metrics.failure(settings.date, type(e).__name__, time.time())
         metrics_push.push(
-                settings.pushgateway, settings.date, failure, replace=False,
-                password_file=settings.pushgateway_password_file,
-            )  # fmt: skip
+            settings.pushgateway,
+            settings.date,
+            failure,
+            replace=False,
+            password_file=settings.pushgateway_password_file,
+        )
         raise
 
 
@@ -98,8 +101,7 @@ def _run(
             if not publishing:
                 stages.discard(settings, run_id, fs=fs, layout=layout, lock=lock)
             if isinstance(e, KeyboardInterrupt | Terminated):
-                signal_number = e.signal_number if isinstance(e, Terminated) else signal.SIGINT
-                raise Interrupted(int(signal_number), publishing=publishing) from e
+                raise Interrupted(signal_of(e), publishing=publishing) from e
             if publishing and isinstance(e, Exception):
                 raise TransientError(
                     f"the publish of {settings.date} was interrupted ({e}); the next run of "
@@ -124,8 +126,7 @@ def rollback(
                     fs, layout, settings.date, rollback_id, tag=stages.new_tag(), fence=lock
                 )
             except (KeyboardInterrupt, Terminated) as e:
-                signal_number = e.signal_number if isinstance(e, Terminated) else signal.SIGINT
-                raise Interrupted(int(signal_number), lock.intent is not None) from e
+                raise Interrupted(signal_of(e), lock.intent is not None) from e
     return manifest, outcome.notices
 
 

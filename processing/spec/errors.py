@@ -6,6 +6,8 @@ retrying. The classes pickle cleanly because they cross from Dask workers to the
 
 from __future__ import annotations
 
+import signal
+
 
 class PipelineError(Exception):
     """Base class. ``exit_code`` is what ``python -m processing`` exits with."""
@@ -78,6 +80,11 @@ class Terminated(BaseException):
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal_number)
         self.signal_number = signal_number
+
+
+def signal_of(stop: KeyboardInterrupt | Terminated) -> int:
+    """The signal behind a stop: SIGTERM's number for Terminated, SIGINT's for Ctrl-C."""
+    return stop.signal_number if isinstance(stop, Terminated) else int(signal.SIGINT)
 
 
 class Interrupted(BaseException):

@@ -255,15 +255,17 @@ def test_a_run_killed_while_merging_its_files_changes_nothing_published(
         text=True,
     )
     assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("suspended before merge_files #2"):
-            break
-    else:
-        raise AssertionError(f"the run never reached its second merge (exit {proc.wait()})")
-    staged = [p.name for p in (dest / "_staging").rglob("*.parquet")]
-    assert sum(n.startswith("part-") for n in staged) > 10  # the pieces' files, not yet merged
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        for line in proc.stderr:
+            if line.startswith("suspended before merge_files #2"):
+                break
+        else:
+            raise AssertionError(f"the run never reached its second merge (exit {proc.wait()})")
+        staged = [p.name for p in (dest / "_staging").rglob("*.parquet")]
+        assert sum(n.startswith("part-") for n in staged) > 10  # the pieces' files, not merged
+    finally:  # a stopped process is never left behind, whatever failed
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
 
     done = cli("run", "--date", DATE, "--source", source, "--dest", dest)
