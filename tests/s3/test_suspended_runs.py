@@ -167,3 +167,30 @@ def test_a_run_suspended_past_its_lock_changes_nothing_when_resumed(
     assert third.returncode == 0, third.stderr
     verified = _cli("verify", "--date", DATE, "--dest", dest, *flags)
     assert verified.returncode == 0 and "ok (run third" in verified.stdout, verified.stdout
+
+
+def test_a_run_suspended_while_merging_its_files_loses_its_staging_not_the_date(
+    tmp_path: Path, generate
+) -> None:
+    """Before the publish: stopped while merging its small staged files, past its lock's TTL; the
+    second run takes the date, clears that staging and publishes; the first resumes into a
+    staging that is gone, and says it lost its lock."""
+    dest = str(tmp_path / "lake")
+    pieces = generate("day.jsonl", DATE, 40_000, seed=3)  # byte ranges: pieces to merge
+    done = _cli(*_run_args(dest, [], "v1"))
+    assert done.returncode == 0, done.stderr
+
+    args = _run_args(dest, ["--lock-ttl-seconds", str(TTL), "--piece-rows", "4000"], "first")
+    args[args.index("--source") + 1] = str(pieces)
+    first = _suspend_at("merge_files", 1, args)
+    try:
+        time.sleep(TTL + 0.5)
+        second = _cli(*_run_args(dest, [], "second"))
+        assert second.returncode == 0, second.stderr
+        assert "took over the lock" in second.stderr
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 4, stderr
+    assert "this run lost its lock" in stderr.splitlines()[-1], stderr
+    _check_second_published(dest, [], {})
