@@ -153,7 +153,7 @@ def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
         fs.pipe_file(path, data)
 
 
-def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
+def copy_files(fs: Any, pairs: list[tuple[str, str]]) -> None:
     """Copy files (server-side and concurrently on object stores; hard links on a local disk).
 
     A missing source fails the copy: that is what fences a run that lost its lock (the run that
@@ -425,7 +425,7 @@ def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fen
                 f"({sorted(clashes)[:3]}): rerun with another run id"
             )
         started = time.perf_counter()
-        _copy(fs, pairs)
+        copy_files(fs, pairs)
         fence.check()
         _swap(store, new, etag, f"published manifest of {date}")
     # the staging is never needed again; removed before the listing, so a late copy from it
@@ -509,7 +509,7 @@ def _keep_as_previous(
         for e in v.entries(keeping)
         if there.get(previous.file(e)) != listed.get(published.file(e))
     ]
-    _copy(fs, pairs)
+    copy_files(fs, pairs)
     fence.check()
     _swap(store, keeping, etag, f"kept previous version of {date}")
     _retire(fs, previous, previous.live(keeping), fence)
@@ -614,7 +614,7 @@ def rollback(
         for e in v.entries(kept)
         if previous.file(e) in there
     ]
-    _copy(fs, pairs)
+    copy_files(fs, pairs)
     document = {
         **kept,
         **renamed,

@@ -124,7 +124,8 @@ class PieceWriter:
         return sorted(self._files, key=lambda f: (f.dataset, f.path))
 
     def abort(self) -> None:
-        """Close and delete the file being written, so no partial file looks complete."""
+        """Close and delete the file being written, so no partial file looks complete, and the
+        files already written (a piece read again must not find its first attempt's)."""
         for output in self._outputs.values():
             if output.writer is not None:
                 try:
@@ -133,6 +134,13 @@ class PieceWriter:
                     self.fs.rm(output.path)
                 except Exception:  # best effort: the staging prefix is discarded anyway
                     log.debug("ignoring error while aborting %s", output.path, exc_info=True)
+        for written in self._files:
+            directory = self.rejected_dir if written.event_name is None else self.events_dir
+            try:
+                self.fs.rm(f"{directory}/{written.path}")
+            except Exception:  # best effort, as above: the audit refuses a stray file
+                log.debug("ignoring error while removing %s", written.path, exc_info=True)
+        self._files = []
 
     # --- internals ------------------------------------------------------------------------------
     def _output(self, event_name: str | None) -> _Output:

@@ -8,19 +8,20 @@ and file names, never data.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from processing.adapters.merger import merge_files
 from processing.adapters.sources.base import Piece
-from processing.adapters.storage import filesystem, transient_storage_errors
+from processing.adapters.storage import filesystem, put_bytes, transient_storage_errors
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic import profile as prof
 from processing.logic.batch import event_names, split_batch
@@ -28,7 +29,12 @@ from processing.logic.compaction import Merge
 from processing.logic.layout import EVENTS, Layout
 from processing.logic.manifest import FileInfo, PieceResult
 from processing.spec import schema as s
-from processing.spec.errors import InputError, PipelineError, TransientError
+from processing.spec.errors import (
+    InputError,
+    PipelineError,
+    SessionExpiredError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,9 @@ class TaskContext:
     tag: str
     #: distinct valid event names a day may have (each is a partition: a directory of files)
     max_event_names: int = 1000
+    #: reads of a piece again after a transient failure, in its task (waits 1, 2, 4... s)
+    retries: int = 2
+    retry_wait_seconds: float = 1.0
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -97,9 +106,37 @@ def too_many_event_names(date: dt.date, found: int, limit: int, names: Iterable[
 
 
 def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
+    """Read, split and write one piece into the staging, then record it as completed (beside
+    the staging: a retried ``process`` keeps it). A transient failure (a connection reset, a
+    busy store) reads the piece again from its start, in this task, up to ``ctx.retries``
+    times; its partly written files are removed first."""
+    for attempt in range(ctx.retries + 1):
+        try:
+            return _process_once(piece, ctx)
+        except SessionExpiredError:
+            raise  # every piece needs a new session: the client plans one
+        except TransientError as e:
+            if attempt >= ctx.retries:
+                raise
+            wait = ctx.retry_wait_seconds * 2**attempt
+            log.warning(
+                "piece %s: %s; reading it again in %g s (retry %d of %d)",
+                piece.id, e, wait, attempt + 1, ctx.retries,
+            )  # fmt: skip
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def piece_record(piece: Piece, result: PieceResult) -> bytes:
+    """The record of a completed piece: its key (the same piece in another plan) and result."""
+    return json.dumps({"key": piece.key, "result": asdict(result)}).encode()
+
+
+def _process_once(piece: Piece, ctx: TaskContext) -> PieceResult:
     started = time.perf_counter()
     fs, root = filesystem(ctx.dest, ctx.storage_options)
-    events_dir, rejected_dir = Layout(root).staged(ctx.date, ctx.run_id)
+    layout = Layout(root)
+    events_dir, rejected_dir = layout.staged(ctx.date, ctx.run_id)
     writer = PieceWriter(fs, events_dir, rejected_dir, piece.index, ctx.write, tag=ctx.tag)
     rows_read = rows_valid = rows_rejected = 0
     reasons: Counter[str] = Counter()
@@ -118,6 +155,18 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
             reasons.update(result.reasons)
             profiles.append(result.profile)
         files = writer.close()
+        done = PieceResult(
+            piece=piece.id,
+            rows_read=rows_read,
+            rows_valid=rows_valid,
+            rows_rejected=rows_rejected,
+            rejected_by_reason=dict(reasons),
+            files=tuple(files),
+            seconds=time.perf_counter() - started,
+            profile=prof.add(profiles),
+        )
+        record = f"{layout.piece_records(ctx.date, ctx.run_id)}/{piece.index:05d}.json"
+        put_bytes(fs, record, piece_record(piece, done))
     except PipelineError:
         writer.abort()
         raise
@@ -130,16 +179,7 @@ def process_piece(piece: Piece, ctx: TaskContext) -> PieceResult:
     except Exception:
         writer.abort()
         raise
-    return PieceResult(
-        piece=piece.id,
-        rows_read=rows_read,
-        rows_valid=rows_valid,
-        rows_rejected=rows_rejected,
-        rejected_by_reason=dict(reasons),
-        files=tuple(files),
-        seconds=time.perf_counter() - started,
-        profile=prof.add(profiles),
-    )
+    return done
 
 
 def merge_task(merge: Merge, ctx: TaskContext) -> FileInfo:

@@ -38,6 +38,7 @@ from processing.adapters.sources import BigQuerySource, Piece, Source, SourcePla
 from processing.adapters.storage import put_bytes, redact_url
 from processing.adapters.storage_errors import storage_errors
 from processing.adapters.writer import WriteOptions
+from processing.app import resume
 from processing.app.context import date_lock, destination, source_for, url_of, utcnow
 from processing.app.piece_task import (
     TaskContext,
@@ -54,6 +55,7 @@ from processing.logic.manifest import (
     PieceResult,
     RunTotals,
     build_manifest,
+    piece_result,
     reconcile,
 )
 from processing.logic.progress import ProgressMeter
@@ -123,11 +125,6 @@ def _forget(fs: Any, layout: Layout, date: dt.date, run_id: str) -> None:
         fs.rm(runs, recursive=True)
     if fs.exists(staging) and not fs.ls(staging, detail=False):
         fs.rm(staging, recursive=True)
-
-
-def _piece_result(doc: dict[str, Any]) -> PieceResult:
-    files = tuple(FileInfo(**f) for f in doc["files"])
-    return PieceResult(**{**doc, "files": files})
 
 
 def _merged(doc: dict[str, Any]) -> tuple[Merge, FileInfo]:
@@ -202,7 +199,8 @@ def begin(
             "seconds": round(time.perf_counter() - began, 3),
             "notices": prepared.notices,
         }
-        _save(fs, _state_path(layout, settings.date, run_id, "plan"), facts)
+        kept = {**facts, "source_state": dict(plan.state)}  # the stream names: not for XCom
+        _save(fs, _state_path(layout, settings.date, run_id, "plan"), kept)
     log.info(
         "run %s: %s -> %s, %d pieces",
         run_id,
@@ -236,15 +234,22 @@ def process(
         facts = _load(fs, layout, settings.date, run_id, "plan")
         if facts is None:
             raise ConfigError(f"run {run_id} of {settings.date} was not begun (or is finished)")
+        source, plan = planned or _planned_again(settings, facts)
         staging_id = run_id if attempt <= 1 else check_run_id(f"{run_id[:70]}-a{attempt}")
-        _discard_attempts(fs, layout, settings.date, run_id, _lock)
-        if planned is None:
-            snapshot = facts.get("snapshot_time")
-            pinned = settings.replace(snapshot_time=parse_instant(snapshot)) if snapshot else None
-            source = source_for(pinned or settings)
-            plan = source.plan(settings.date, settings.piece_rows)
-        else:
-            source, plan = planned
+        earlier = _attempts(fs, layout, settings.date, run_id, _lock)
+        if staging_id in earlier:  # this attempt ran before (a stage run again by hand)
+            staging_id = check_run_id(f"{run_id[:64]}-a{attempt}-{secrets.token_hex(3)}")
+        completed = resume.completed_pieces(fs, layout, settings.date, earlier, plan.pieces)
+        kept = resume.adopt(fs, layout, settings.date, completed, staging_id)
+        _discard_attempts(fs, layout, settings.date, run_id, _lock, keep=staging_id)
+        if kept:
+            log.info(
+                "kept %d of %d pieces an earlier attempt completed (%s rows); reading the "
+                "other %d", len(kept), len(plan.pieces), f"{sum(r.rows_read for r in kept):,}",
+                len(plan.pieces) - len(kept),
+            )  # fmt: skip
+        done_keys = {c.piece.key for c in completed}
+        remaining = [p for p in plan.pieces if p.key not in done_keys]
         ctx = TaskContext(
             date=settings.date,
             run_id=staging_id,
@@ -259,6 +264,7 @@ def process(
             ),
             tag=new_tag(),
             max_event_names=settings.max_event_names,
+            retries=settings.task_retries,
             storage_options=options,
         )
         with dask_client(
@@ -274,7 +280,7 @@ def process(
                 log.info("Dask dashboard: %s", dashboard)
             try:
                 with _performance_report(settings, fs, layout, ctx) as performance:
-                    results = _process(client, plan.pieces, ctx, on_progress)
+                    results = kept + _process(client, remaining, ctx, on_progress)
             except SessionExpiredError as e:  # BigQuery sessions last 6 h: read it all again
                 if not isinstance(source, BigQuerySource):
                     raise
@@ -317,6 +323,18 @@ def process(
     }
 
 
+def _planned_again(settings: Settings, facts: dict[str, Any]) -> tuple[Source, SourcePlan]:
+    """The read ``begin`` planned: BigQuery's session again (its streams are the pieces an
+    earlier attempt may have completed), or the files planned again at the pinned snapshot."""
+    snapshot = facts.get("snapshot_time")
+    pinned = settings.replace(snapshot_time=parse_instant(snapshot)) if snapshot else settings
+    source = source_for(pinned)
+    state = facts.get("source_state")
+    if state and isinstance(source, BigQuerySource):
+        return source, source.resume(state, facts.get("source_details") or {})
+    return source, source.plan(settings.date, settings.piece_rows)
+
+
 def _results(fs: Any, layout: Layout, settings: Settings, run_id: str) -> dict[str, Any]:
     done = _load(fs, layout, settings.date, run_id, "results")
     if done is None:
@@ -328,7 +346,7 @@ def _results(fs: Any, layout: Layout, settings: Settings, run_id: str) -> dict[s
 
 
 def _reconciled(done: dict[str, Any]) -> RunTotals:
-    totals = reconcile(_piece_result(r) for r in done["results"])
+    totals = reconcile(piece_result(r) for r in done["results"])
     return with_merges(totals, [_merged(m) for m in done.get("merges", ())])
 
 
@@ -543,20 +561,37 @@ def discard(
         log.warning("could not remove what run %s kept; the next run will", run_id)
 
 
-def _discard_attempts(
+def _attempts(
     fs: Any, layout: Layout, date: dt.date, run_id: str, lock: DateLock | None
-) -> None:
-    """Remove the staging of every attempt of ``run_id`` (``R``, ``R-a2``, ``R-replan``...),
-    but not one that an open publish (the lock's intent) is publishing from."""
+) -> list[str]:
+    """The stagings of the attempts of ``run_id`` (``R``, ``R-a2``, ``R-replan``...), but not
+    one that an open publish (the lock's intent) is publishing from."""
     staging = layout.staging_date(date)
     if not fs.exists(staging):
-        return
+        return []
     publishing = lock.intent.staging_id if lock is not None and lock.intent else None
-    for entry in fs.ls(staging, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1].removeprefix("run_id=")
-        if name == publishing:
-            continue
-        if name == run_id or name.startswith(f"{run_id}-"):
+    names = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(staging, detail=False)]
+    return sorted(
+        name.removeprefix("run_id=")
+        for name in names
+        if name.startswith("run_id=")
+        and name.removeprefix("run_id=") != publishing
+        and (name == f"run_id={run_id}" or name.startswith(f"run_id={run_id}-"))
+    )
+
+
+def _discard_attempts(
+    fs: Any,
+    layout: Layout,
+    date: dt.date,
+    run_id: str,
+    lock: DateLock | None,
+    *,
+    keep: str | None = None,
+) -> None:
+    """Remove the staging of every attempt of ``run_id`` but ``keep`` (see :func:`_attempts`)."""
+    for name in _attempts(fs, layout, date, run_id, lock):
+        if name != keep:
             wap.discard_staging(fs, layout, date, name)
 
 
@@ -679,7 +714,7 @@ def _process(
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
-            if on_progress:
+            if on_progress is not None:
                 on_progress(len(results), len(futures), result)
             log.debug(
                 "piece %s: %d rows (%d rejected) in %.1f s",

@@ -13,7 +13,8 @@ It serves local files as tables (see :mod:`processing.emulator.tables`) to the r
 
 Faults for tests and demos (:class:`Faults`, changeable while it runs): abort each stream once
 with UNAVAILABLE after N rows, RESOURCE_EXHAUSTED on the first N session requests, a delay per
-message, short-lived or already expired sessions, no access.
+message, short-lived or already expired sessions, no access, INTERNAL on chosen streams (which the
+client does not retry: the piece fails). Rows sent are counted by stream.
 
 Run it with ``python -m processing emulator bigquery --table PROJECT.DATASET.TABLE=PATH``, or
 in-process with ``with Emulator({...}) as address:``.
@@ -26,6 +27,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -68,6 +70,10 @@ class Faults:
     session_ttl_seconds: float | None = None  # sessions expire sooner than 6 hours
     expire_sessions: int = 0  # the next N sessions expire after expire_after_seconds
     expire_after_seconds: float = 0.0
+    #: stream index -> how many more reads of it fail with INTERNAL (which the client does not
+    #: retry) after ``internal_after_rows`` rows; -1: every read
+    internal_errors: dict[int, int] = field(default_factory=dict)
+    internal_after_rows: int = 0
 
 
 @dataclass
@@ -108,6 +114,8 @@ class BigQueryReadServicer:
         self.min_rows_per_stream = max(1, min_rows_per_stream)
         self.sessions: dict[str, _Session] = {}
         self.calls: dict[str, int] = {"CreateReadSession": 0, "ReadRows": 0}
+        #: rows sent, by stream name (what a test of retries and resumption counts)
+        self.rows_sent: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     # --- CreateReadSession ----------------------------------------------------------------------
@@ -257,8 +265,22 @@ class BigQueryReadServicer:
                 f"The read session {session_name} has expired",
             )
         index = int(index_text)
+        with self._lock:
+            failures = self.faults.internal_errors.get(index, 0)
+            if failures > 0:
+                self.faults.internal_errors[index] = failures - 1
+        failing_after = self.faults.internal_after_rows if failures else None
         try:
-            yield from self._stream(session, index, request.offset, context)
+            sent = 0
+            for response in self._stream(session, index, request.offset, context):
+                if failing_after is not None and sent >= failing_after:
+                    context.abort(grpc.StatusCode.INTERNAL, "Internal error (emulated)")
+                sent += response.row_count
+                with self._lock:
+                    self.rows_sent[request.read_stream] += response.row_count
+                yield response
+            if failing_after is not None:  # fewer rows than that: fails at the end
+                context.abort(grpc.StatusCode.INTERNAL, "Internal error (emulated)")
         except TableError as e:
             context.abort(getattr(grpc.StatusCode, e.code), e.message)
 

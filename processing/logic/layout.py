@@ -127,6 +127,11 @@ class Layout:
         run = self.staging_run(date, run_id)
         return f"{run}/{EVENTS}", f"{run}/{REJECTED}"
 
+    def piece_records(self, date: dt.date, run_id: str) -> str:
+        """Where the run's tasks record each piece they completed (a retried process keeps
+        those pieces: see processing.app.resume)."""
+        return f"{self.staging_run(date, run_id)}/_pieces"
+
     def previous(self, date: dt.date) -> str:
         return self._join("_previous", f"{s.EVENT_DATE}={date.isoformat()}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +37,12 @@ class PieceResult:
     seconds: float = 0.0
     #: counts by hour, platform and reason, for the quality report (:mod:`.profile`)
     profile: dict[str, Any] = field(default_factory=dict)
+
+
+def piece_result(doc: Mapping[str, Any]) -> PieceResult:
+    """A :class:`PieceResult` from its JSON form (``dataclasses.asdict``)."""
+    files = tuple(FileInfo(**f) for f in doc["files"])
+    return PieceResult(**{**doc, "files": files})
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,13 @@ class Piece:
     args: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold credentials
     estimated_rows: int | None = None
     estimated_bytes: int | None = None
+    #: the same piece in another plan of the day has the same key (a retried ``process`` keeps
+    #: the pieces an earlier attempt completed): the id, or for BigQuery the stream's name
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.id)
 
     def read(self, batch_rows: int) -> Iterator[pa.Table]:
         return self.reader(batch_rows=batch_rows, **self.args)
@@ -35,6 +42,10 @@ class SourcePlan:
     source: str
     pieces: tuple[Piece, ...]
     details: Mapping[str, Any] = field(default_factory=dict)  # recorded in the manifest
+    #: what a later process needs to read the same pieces again without planning anew (JSON;
+    #: BigQuery's session and stream names), kept beside the run's staging; empty if planning
+    #: again gives the same pieces (files)
+    state: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def estimated_rows(self) -> int | None:

@@ -12,13 +12,14 @@ transient (unavailable, quota, deadline) or an expired session (re-planned at th
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import logging
 import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,18 +243,13 @@ class BigQuerySource:
         check_input_schema(schema, f"table {table}")
         streams = [st.name for st in created.streams]
         rows, size = int(created.estimated_row_count), int(created.estimated_total_bytes_scanned)
-        connection = _Connection(o.endpoint, o.deadline_seconds, str(table))
-        pieces = tuple(
-            Piece(
-                id=f"{table.table}#stream{i}",
-                index=i,
-                reader=read_stream,
-                args={"stream": name, "schema": schema_bytes, "connection": connection},
-                estimated_rows=rows // len(streams) if streams else 0,
-                estimated_bytes=size // len(streams) if streams else 0,
-            )
-            for i, name in enumerate(streams)
-        )
+        state = {
+            "session": created.name,
+            "streams": streams,
+            "schema": base64.b64encode(schema_bytes).decode(),
+            "estimated_rows": rows,
+            "estimated_bytes": size,
+        }
         snapshot_used = created.table_modifiers.snapshot_time or snapshot
         details = {
             "table": str(table),
@@ -277,7 +273,34 @@ class BigQuerySource:
             size,
             details["snapshot_time"],
         )
-        return SourcePlan(source=self.url, pieces=pieces, details=details)
+        return self.resume(state, details)
+
+    def resume(self, state: Mapping[str, Any], details: Mapping[str, Any]) -> SourcePlan:
+        """The plan of a session created earlier (``state`` is a plan's): the same streams, so
+        a retried ``process`` keeps the pieces an earlier attempt completed, without a session
+        of its own. A session that has expired since fails its reads with
+        :class:`SessionExpiredError` (planned again at the same snapshot)."""
+        table = self.table
+        try:
+            streams = [str(name) for name in state["streams"]]
+            schema_bytes = base64.b64decode(state["schema"])
+            rows, size = int(state["estimated_rows"]), int(state["estimated_bytes"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"the kept plan of the read session is unreadable ({e})") from None
+        connection = _Connection(self.options.endpoint, self.options.deadline_seconds, str(table))
+        pieces = tuple(
+            Piece(
+                id=f"{table.table}#stream{i}",
+                index=i,
+                reader=read_stream,
+                args={"stream": name, "schema": schema_bytes, "connection": connection},
+                estimated_rows=rows // len(streams) if streams else 0,
+                estimated_bytes=size // len(streams) if streams else 0,
+                key=name,
+            )
+            for i, name in enumerate(streams)
+        )
+        return SourcePlan(source=self.url, pieces=pieces, details=details, state=state)
 
 
 def _drift(error: Exception, table: bq.TableRef, time_column: str) -> PipelineError:
