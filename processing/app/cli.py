@@ -16,10 +16,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
+from processing.logic.capacity import DEFAULT_EVENT_NAMES, DEFAULT_THREADS_PER_WORKER
 from processing.spec.errors import (
     ConfigError,
     DamagedError,
@@ -28,7 +29,14 @@ from processing.spec.errors import (
     Terminated,
     signal_of,
 )
-from processing.spec.settings import ENV_PREFIX, Settings, parse_bool, parse_date
+from processing.spec.settings import (
+    ENV_PREFIX,
+    PRICES,
+    Settings,
+    _check_size,
+    parse_bool,
+    parse_date,
+)
 
 log = logging.getLogger("processing")
 
@@ -47,9 +55,12 @@ def _flag_type(parse: Callable[[str], Any], secret: bool = False) -> Callable[[s
     return convert
 
 
-def _settings_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag per Settings field; its variable is named in the help."""
+def _settings_flags(parser: argparse.ArgumentParser, only: Collection[str] = ()) -> None:
+    """A flag per Settings field (or per field named in ``only``); its variable is named in the
+    help."""
     for f in fields(Settings):
+        if only and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']} [{ENV_PREFIX}{f.name.upper()}]".lstrip()
         if f.metadata["parse"] is parse_bool:
@@ -60,6 +71,55 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 flag, type=_flag_type(f.metadata["parse"], f.metadata["secret"]), help=text
             )
+
+
+#: The settings ``capacity`` takes (as flags and PROCESSING_* variables): those of the model.
+CAPACITY_SETTINGS = ("target_file_size", "bq_max_streams", "bq_compression", *PRICES)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _positive_size(text: str) -> int:
+    """A size such as 450GiB, 1.5TiB or 500GB (dask's units), more than 0 bytes."""
+    try:
+        return _check_size("--bytes", text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give a positive number of bytes with a unit, e.g. 450GiB "
+            "or 0.5TiB"
+        ) from None
+
+
+def _positive_duration(text: str) -> float:
+    from dask.utils import parse_timedelta
+
+    try:
+        seconds = float(parse_timedelta(text, default="s"))
+    except (ValueError, KeyError, TypeError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: give a positive time such as 45min, 2h or 3600"
+        )
+    return seconds
+
+
+def _event_names_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--event-names",
+        type=_positive_int,
+        default=DEFAULT_EVENT_NAMES,
+        help="distinct event names of a day (partitions), for the capacity estimate "
+        f"(default: {DEFAULT_EVENT_NAMES})",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,6 +166,44 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--all", action="store_true", help="every published date of --dest"
             )
+        if name == "plan":
+            _event_names_flag(command)
+
+    capacity = sub.add_parser(
+        "capacity",
+        help="print the streams, workers, wall time, files and cost of a day of any size",
+        description="The capacity and cost model (processing/logic/capacity.py) for a day of "
+        "--bytes in BigQuery: from the rates measured by the benchmarks and today's list prices "
+        "(each a flag, and a PROCESSING_* variable). Reads nothing.",
+    )
+    capacity.add_argument(
+        "--bytes",
+        type=_positive_size,
+        required=True,
+        metavar="SIZE",
+        help="the day's logical bytes in BigQuery (the plan's estimated bytes), e.g. 450GiB",
+    )
+    capacity.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="workers of the cluster (default: the fewest that finish within --deadline)",
+    )
+    capacity.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=DEFAULT_THREADS_PER_WORKER,
+        help=f"task threads (cores) per worker (default: {DEFAULT_THREADS_PER_WORKER}, as "
+        "deploy/kubernetes/base/dask starts them)",
+    )
+    capacity.add_argument(
+        "--deadline",
+        type=_positive_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="the wall time to size the workers for, e.g. 45min or 2h (default: 1h)",
+    )
+    _event_names_flag(capacity)
+    _settings_flags(capacity, CAPACITY_SETTINGS)
 
     emulator = sub.add_parser("emulator", help="run a local emulator of a cloud service")
     kinds = emulator.add_subparsers(dest="service", required=True)
@@ -307,7 +405,107 @@ def _damage(damaged: int, summary: str) -> int:
     return DamagedError.exit_code
 
 
+def _prices(settings: Settings) -> Any:
+    from processing.logic.capacity import Prices
+
+    return Prices(**{name: getattr(settings, name) for name in PRICES})
+
+
+def _cluster_shape(settings: Settings, estimated_bytes: int) -> tuple[int, int]:
+    """(workers, threads per worker) a run of these settings gets: the per-run DaskCluster's
+    size from the plan, or the LocalCluster's (or the scheduler's) task threads."""
+    from processing.app.context import task_slots
+
+    if settings.cluster == "kubernetes":
+        from dask.utils import parse_bytes
+
+        from processing.logic.cluster_plan import workers_for
+
+        workers = workers_for(
+            estimated_bytes,
+            parse_bytes(settings.cluster_bytes_per_worker),
+            settings.cluster_min_workers,
+            settings.cluster_max_workers,
+        )
+        return max(1, workers), settings.threads_per_worker or DEFAULT_THREADS_PER_WORKER
+    slots = task_slots(settings)
+    threads = settings.threads_per_worker or (
+        1 if settings.processes else max(1, slots // (settings.workers or 1))
+    )
+    return max(1, slots // threads), threads
+
+
+def _capacity_lines(settings: Settings, details: Mapping[str, Any], event_names: int) -> list[str]:
+    """The capacity and cost of the day a BigQuery plan read the session of."""
+    from processing.logic.capacity import estimate, render
+
+    workers, threads = _cluster_shape(settings, details["estimated_bytes"])
+    prices = _prices(settings)
+    found = estimate(
+        details["estimated_rows"],
+        workers=workers,
+        threads_per_worker=threads,
+        target_file_bytes=settings.target_file_bytes,
+        event_names=event_names,
+        prices=prices,
+        streams=details["streams"],
+        bigquery_bytes=details["estimated_bytes"],
+        compression=details["compression"],
+    )
+    return [
+        "capacity and cost of the day on this configuration's cluster (`capacity` for any size)",
+        *render(found, prices),
+    ]
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    flags = {name: getattr(args, name) for name in CAPACITY_SETTINGS}
+    unused = {"date": dt.date(1970, 1, 1), "source": "(not used)", "dest": "(not used)"}
+    settings = Settings.load(
+        os.environ, **unused, **{k: v for k, v in flags.items() if v is not None}
+    )
+    from processing.logic.capacity import estimate, render, rows_for_bytes, size_for_deadline
+
+    prices = _prices(settings)
+    rows = rows_for_bytes(args.bytes)
+    options: dict[str, Any] = {
+        "threads_per_worker": args.threads_per_worker,
+        "target_file_bytes": settings.target_file_bytes,
+        "event_names": args.event_names,
+        "prices": prices,
+        "max_streams": settings.bq_max_streams,
+        "compression": settings.bq_compression,
+        "bigquery_bytes": args.bytes,
+    }
+    if args.workers:
+        found = estimate(rows, workers=args.workers, **options)
+        sized = "--workers given"
+    else:
+        try:
+            found = size_for_deadline(rows, args.deadline, **options)
+        except ValueError as e:
+            raise ConfigError(f"--deadline: {e}") from None
+        sized = f"the fewest workers done within --deadline {_duration(args.deadline)}"
+    print(f"capacity for {_human(args.bytes)} in BigQuery ({sized})")
+    print("\n".join(render(found, prices)))
+    print(
+        "  prices           list prices checked 2026-12 (sources: capacity --help), each a flag\n"
+        f"{'':19}and a variable: --egress-usd-per-gib, {ENV_PREFIX}EGRESS_USD_PER_GIB, ..."
+    )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g}min"
+    return f"{seconds:g}s"
+
+
 def _plan(args: argparse.Namespace) -> int:
+    event_names = args.event_names
+    del args.event_names
     settings = _settings(args, dest="(not used by plan)")
     from processing.app.context import source_for, task_slots
     from processing.logic.bigquery import suggested_slots
@@ -322,6 +520,14 @@ def _plan(args: argparse.Namespace) -> int:
             f"{d['snapshot_time']})",
             f"  row restriction  {d['row_restriction']}",
             f"  streams          {d['streams']} (asked for at most {d['max_stream_count']})",
+        ]
+        if d["streams"] < d["max_stream_count"]:
+            lines.append(
+                f"                   the service returned {d['streams']} of at most "
+                f"{d['max_stream_count']} streams: it sizes streams to the data; each stream is "
+                "one task"
+            )
+        lines += [
             f"  estimated rows   {d['estimated_rows']:,}",
             f"  estimated bytes  {_human(d['estimated_bytes'])} ({d['compression']} on the wire)",
             f"  estimated cost   ${d['estimated_cost_usd']:.4f} "
@@ -340,6 +546,8 @@ def _plan(args: argparse.Namespace) -> int:
         f"  suggested        {suggested} task thread(s) (this configuration has "
         f"{task_slots(settings)}); nothing was read"
     )
+    if "session" in d:
+        lines += _capacity_lines(settings, d, event_names)
     print("\n".join(lines))
     return 0
 
@@ -482,6 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {
             "run": _run,
             "plan": _plan,
+            "capacity": _capacity,
             "rollback": _rollback,
             "gc": _gc,
             "verify": _verify,

@@ -27,6 +27,14 @@ MIN_LOCK_TTL_SECONDS, MAX_LOCK_TTL_SECONDS = 1.0, 86_400.0
 #: (readers then pay a request per few rows); above 2 GiB one task's merge holds too much at once
 #: and readers split files anyway.
 MIN_TARGET_FILE_BYTES, MAX_TARGET_FILE_BYTES = 2**20, 2 * 2**30
+#: The list prices of the capacity and cost estimate (processing.logic.capacity.Prices).
+PRICES = (
+    "bq_usd_per_tib",
+    "egress_usd_per_gib",
+    "s3_usd_per_1000_put",
+    "s3_usd_per_1000_get",
+    "worker_usd_per_core_hour",
+)
 
 
 def _check_size(name: str, text: str) -> int:
@@ -145,7 +153,10 @@ class Settings:
         default=False, metadata=_opt(parse_bool, help="publish a day of 0 rows")
     )
     task_retries: int = field(
-        default=2, metadata=_opt(int, help="retries of a Dask task whose worker died")
+        default=2,
+        metadata=_opt(
+            int, help="retries of a task whose worker died, and of a piece after a transient error"
+        ),
     )
     storage_options: Mapping[str, Any] = field(
         default_factory=dict,
@@ -260,8 +271,45 @@ class Settings:
     bq_deadline_seconds: float = field(
         default=600.0, metadata=_opt(float, help="give up on an unreachable BigQuery after this")
     )
+    # --- list prices for the capacity and cost estimate (plan, capacity), checked 2026-12 ---
     bq_usd_per_tib: float = field(
-        default=1.1, metadata=_opt(float, help="Storage Read API price, for the plan's estimate")
+        default=1.1,
+        metadata=_opt(
+            float,
+            help="BigQuery Storage Read API, on demand, USD per TiB read "
+            "(cloud.google.com/bigquery/pricing#data_extraction_pricing)",
+        ),
+    )
+    egress_usd_per_gib: float = field(
+        default=0.12,
+        metadata=_opt(
+            float,
+            help="Google Cloud internet egress, Premium Tier from North America, first TiB of "
+            "the month, USD per GiB on the wire (cloud.google.com/vpc/network-pricing)",
+        ),
+    )
+    s3_usd_per_1000_put: float = field(
+        default=0.005,
+        metadata=_opt(
+            float,
+            help="S3 Standard PUT, COPY, POST, LIST requests, USD per 1,000 "
+            "(aws.amazon.com/s3/pricing)",
+        ),
+    )
+    s3_usd_per_1000_get: float = field(
+        default=0.0004,
+        metadata=_opt(
+            float,
+            help="S3 Standard GET and other requests, USD per 1,000 (aws.amazon.com/s3/pricing)",
+        ),
+    )
+    worker_usd_per_core_hour: float = field(
+        default=0.048,
+        metadata=_opt(
+            float,
+            help="a worker core for an hour, USD: EC2 m6i.large on demand, us-east-1, 2 vCPUs "
+            "(aws.amazon.com/ec2/pricing/on-demand)",
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -313,6 +361,15 @@ class Settings:
                 "cluster_max_workers must be at least 1 and >= cluster_min_workers",
             ),
         ]
+        for name in PRICES:
+            price = getattr(self, name)
+            checks.append(
+                (
+                    math.isfinite(price) and price >= 0,
+                    f"{name} must be a price >= 0 in USD (got {price!r}): "
+                    f"--{name.replace('_', '-')} or {ENV_PREFIX}{name.upper()}",
+                )
+            )
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"bad setting: {message}")
