@@ -237,8 +237,10 @@ def process(
         source, plan = planned or _planned_again(settings, facts)
         staging_id = run_id if attempt <= 1 else check_run_id(f"{run_id[:70]}-a{attempt}")
         earlier = _attempts(fs, layout, settings.date, run_id, _lock)
-        if staging_id in earlier:  # this attempt ran before (a stage run again by hand)
-            staging_id = check_run_id(f"{run_id[:64]}-a{attempt}-{secrets.token_hex(3)}")
+        if staging_id in earlier:  # this very attempt ran before (a run again after a crash):
+            # its tasks may still be writing there, so none of it is kept
+            wap.discard_staging(fs, layout, settings.date, staging_id)
+            earlier.remove(staging_id)
         completed = resume.completed_pieces(fs, layout, settings.date, earlier, plan.pieces)
         kept = resume.adopt(fs, layout, settings.date, completed, staging_id)
         _discard_attempts(fs, layout, settings.date, run_id, _lock, keep=staging_id)
