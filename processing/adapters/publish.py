@@ -80,7 +80,7 @@ from typing import Any, Protocol
 from processing.adapters import versions as v
 from processing.adapters.cas import ObjectStore, object_store
 from processing.adapters.date_lock import Intent
-from processing.adapters.storage import on_local_disk
+from processing.adapters.storage import copy_files, on_local_disk
 from processing.adapters.versions import Version
 from processing.logic.layout import Layout, retag, tag_of
 from processing.spec.errors import (
@@ -153,31 +153,13 @@ def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
         fs.pipe_file(path, data)
 
 
-def copy_files(fs: Any, pairs: list[tuple[str, str]]) -> None:
-    """Copy files (server-side and concurrently on object stores; hard links on a local disk).
+def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
+    """Copy files (see :func:`~processing.adapters.storage.copy_files`).
 
     A missing source fails the copy: that is what fences a run that lost its lock (the run that
     took the date over removes the staging before it lists what to delete). Repeating a copy is
     harmless: a target name always belongs to one version, same bytes."""
-    if not pairs:
-        return
-    if not on_local_disk(fs):
-        fs.copy([a for a, _ in pairs], [b for _, b in pairs])
-        return
-    for source, target in pairs:
-        os.makedirs(posixpath.dirname(target), exist_ok=True)
-        if os.path.exists(target):
-            continue
-        try:
-            os.link(source, target)
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            raise
-        except OSError:  # a filesystem without hard links, or across devices
-            partial = f"{target}.partial-{os.getpid()}"  # a crash never leaves a short target
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)
+    copy_files(fs, pairs)
 
 
 def _delete(fs: Any, paths: list[str], version: Version) -> None:
@@ -425,7 +407,7 @@ def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fen
                 f"({sorted(clashes)[:3]}): rerun with another run id"
             )
         started = time.perf_counter()
-        copy_files(fs, pairs)
+        _copy(fs, pairs)
         fence.check()
         _swap(store, new, etag, f"published manifest of {date}")
     # the staging is never needed again; removed before the listing, so a late copy from it
@@ -509,7 +491,7 @@ def _keep_as_previous(
         for e in v.entries(keeping)
         if there.get(previous.file(e)) != listed.get(published.file(e))
     ]
-    copy_files(fs, pairs)
+    _copy(fs, pairs)
     fence.check()
     _swap(store, keeping, etag, f"kept previous version of {date}")
     _retire(fs, previous, previous.live(keeping), fence)
@@ -614,7 +596,7 @@ def rollback(
         for e in v.entries(kept)
         if previous.file(e) in there
     ]
-    copy_files(fs, pairs)
+    _copy(fs, pairs)
     document = {
         **kept,
         **renamed,

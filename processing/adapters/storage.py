@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import posixpath
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +57,8 @@ class S3Options:
     def fsspec_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
             # botocore's "standard" retries: 503 SlowDown and other throttling, 500/502/503/504
-            # and connection errors, with exponential backoff and jitter
+            # and connection errors, with exponential backoff and jitter, within a retry quota
+            # (see :func:`filesystem` for what retries once the quota is spent)
             "config_kwargs": {"retries": {"max_attempts": self.max_attempts, "mode": "standard"}},
             # other processes (the workers) write what the driver lists: never list from a cache
             "use_listings_cache": False,
@@ -102,7 +105,31 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
         fs, path = url_to_fs(url, **dict(storage_options or {}))
     except (ImportError, ValueError, TypeError) as e:
         raise ConfigError(f"cannot use {url!r} as storage: {e}") from e
+    if is_s3(url):
+        _retry_past_the_quota(fs, storage_options or {})
     return fs, path
+
+
+def _retry_past_the_quota(fs: Any, storage_options: Mapping[str, Any]) -> None:
+    """Give s3fs's own retries as many attempts as botocore's (``max_attempts``, at least its
+    default 5).
+
+    botocore's standard retries draw on a retry quota per client (500 tokens, 5 a throttled
+    retry, refilled by successes): one s3fs client copies or writes a thousand files at once,
+    so a burst of 503 SlowDown spends it in a moment, and from then on botocore does not retry
+    at all. What retries then is s3fs (``_error_wrapper``: ``fs.retries`` attempts, waiting
+    0.1 s x 1.7^i, at most 15 s). With its default 5 attempts (2 s) a publish of 2,000 files
+    failed under a 5 s burst of SlowDown; with 10 (29 s) it rode out a 15 s one. ``retries`` is
+    not an s3fs option, so it is set on the filesystem (cached by fsspec: every user of these
+    options shares it)."""
+    retries = storage_options.get("config_kwargs", {}).get("retries", {})
+    attempts = retries.get("max_attempts") if isinstance(retries, Mapping) else None
+    if isinstance(attempts, int) and hasattr(fs, "retries"):
+        fs.retries = max(attempts, _S3FS_RETRIES)
+
+
+#: s3fs's own default number of attempts.
+_S3FS_RETRIES = 5
 
 
 def on_local_disk(fs: Any) -> bool:
@@ -110,6 +137,31 @@ def on_local_disk(fs: Any) -> bool:
     directories that must exist before a file is written in them)."""
     protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     return "file" in protocol
+
+
+def copy_files(fs: Any, pairs: list[tuple[str, str]]) -> None:
+    """Copy files, (source, target) pairs: server-side and concurrently on object stores, hard
+    links on a local disk (a copy where links cannot be made, never leaving a short target).
+    A missing source fails the copy; an existing target on a local disk is kept."""
+    if not pairs:
+        return
+    if not on_local_disk(fs):
+        fs.copy([a for a, _ in pairs], [b for _, b in pairs])
+        return
+    for source, target in pairs:
+        os.makedirs(posixpath.dirname(target), exist_ok=True)
+        if os.path.exists(target):
+            continue
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            raise
+        except OSError:  # a filesystem without hard links, or across devices
+            partial = f"{target}.partial-{os.getpid()}"  # a crash never leaves a short target
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
 
 
 def put_bytes(fs: Any, path: str, data: bytes) -> None:

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from processing.adapters.audit import files_under
-from processing.adapters.publish import copy_files
 from processing.adapters.sources import Piece
-from processing.adapters.storage import put_bytes
+from processing.adapters.storage import copy_files, put_bytes
 from processing.app.piece_task import piece_record
 from processing.logic.layout import EVENTS, Layout
 from processing.logic.manifest import FileInfo, PieceResult, piece_result

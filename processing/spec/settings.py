@@ -244,7 +244,10 @@ class Settings:
         default=None, metadata=_opt(help="KMS key id or ARN for aws:kms (default: the S3 key)")
     )
     s3_max_attempts: int = field(
-        default=10, metadata=_opt(int, help="attempts per S3 request on 503 SlowDown and 5xx")
+        default=10,
+        metadata=_opt(
+            int, help="attempts per S3 request on 503 SlowDown and 5xx (botocore, then s3fs)"
+        ),
     )
     # --- BigQuery sources (bigquery://PROJECT.DATASET.TABLE) ---
     bq_endpoint: str | None = field(
