@@ -185,6 +185,9 @@ def _process_once(piece: Piece, ctx: TaskContext) -> PieceResult:
 def merge_task(merge: Merge, ctx: TaskContext) -> FileInfo:
     """Write one merge's file into the staging (its sources stay: the client deletes them once
     every merge is written, so a retried merge finds them)."""
+    # what the pieces' tasks freed goes back to the system first: a merge's buffers come on
+    # top of what the allocator kept, and set the worker's peak (benchmarks/README.md, "Scale")
+    pa.default_memory_pool().release_unused()
     fs, root = filesystem(ctx.dest, ctx.storage_options)
     events_dir, rejected_dir = Layout(root).staged(ctx.date, ctx.run_id)
     directory = events_dir if merge.dataset == EVENTS else rejected_dir
