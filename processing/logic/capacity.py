@@ -6,10 +6,13 @@ expected wall time, the files written and the cost of the day. Every rate is a m
 source (:class:`Prices`); both are plain frozen objects, so the scale benchmark can check the
 model against what it measures and the CLI can override any price.
 
-The wall time is ``fixed + waves * rows_per_stream / rate + files * seconds_per_file``: each
-BigQuery stream is one Dask task of about the same size (the service balances them), a task
-thread runs one at a time, so ``streams`` tasks on ``slots`` threads take ``ceil(streams /
-slots)`` waves; a slot is a core (one thread per core, as the cluster's workers are started).
+The wall time is ``fixed + waves * (rows_per_stream / rate + seconds_per_piece) +
+merged_rows / (merge_rate * slots) + files * seconds_per_file``: each BigQuery stream is one
+Dask task of about the same size (the service balances them), a task thread runs one at a time,
+so ``streams`` tasks on ``slots`` threads take ``ceil(streams / slots)`` waves; a slot is a core
+(one thread per core, as the cluster's workers are started). Each piece also costs a fixed
+``seconds_per_piece`` (its task, its files' requests, a validation's fixed cost), and the rows of
+partitions whose pieces wrote files under half the target are rewritten once by the merge.
 The files come from the pipeline's own rule (:mod:`processing.logic.compaction`): every stream
 writes its own file per partition, and a partition's small files are packed, in order, into files
 of at most the target size.
@@ -49,14 +52,16 @@ WORKER_MEMORY_TARGET = 0.6
 class Rates:
     """Measured constants: the only place to update when the benchmarks measure again.
 
-    Measured on the benchmark machine (2 vCPUs, see benchmarks/README.md), 2026-12.
+    Measured on the benchmark machine (2 vCPUs, see benchmarks/README.md), 2026-12, by
+    ``benchmarks/scale.py``: 10M, 30M and 100M rows read through the BigQuery emulator (serving
+    from memory) by a ``dask scheduler`` and 2 ``dask worker`` processes of 1 thread, written to
+    moto's S3 server, streams of about 1.5M rows ("Scale" in benchmarks/README.md).
     """
 
-    #: Rows per second per core through the whole pipeline from BigQuery (read, transform,
-    #: write, merge). benchmarks/README.md, 10M rows on 2 cores with merging: 10.6 s wall from
-    #: the file, plus 0.7 s through the emulator serving from memory ("The BigQuery path"), less
-    #: the 2 s of ``fixed_seconds``: 10M rows / (9.3 s * 2 cores).
-    rows_per_core_second: float = 540_000.0
+    #: Rows per second per core of a stream's task (read, transform, validate, write): the
+    #: slope of the process stage's time (less the merge) against the rows each thread read,
+    #: 640K rows/s from 5.7M to 50M rows a thread.
+    rows_per_core_second: float = 640_000.0
     #: Logical bytes BigQuery bills per row for the selected columns (STRING 2 + UTF-8 length,
     #: TIMESTAMP 8, NULL 0): 57.4 for the generator's day (`processing generate`, 1 % bad, the
     #: shape of data/sample_day.jsonl.gz and of the benchmarks). The issue's "450 GiB, about 7
@@ -69,27 +74,33 @@ class Rates:
     wire_bytes_per_row: float = 43.5
     wire_bytes_per_row_zstd: float = 28.4
     wire_bytes_per_row_none: float = 72.1
-    #: zstd Parquet written per valid row: 8.17 at 10M rows, 8.37 at 30M (benchmarks/README.md).
-    output_bytes_per_row: float = 8.4
+    #: zstd Parquet written per valid row: 8.09, 8.28 and 8.54 at 10M, 30M and 100M rows.
+    output_bytes_per_row: float = 8.5
     #: Share of rows rejected: the benchmarks' day (1 %); a real day's is in its manifest.
     rejected_fraction: float = 0.01
-    #: zstd Parquet written per rejected row (its reasons and original values): 27.9 measured
-    #: on 2M rows of the generator's day.
+    #: zstd Parquet written per rejected row (its reasons and original values): 27.9-28.4.
     rejected_bytes_per_row: float = 28.0
-    #: Peak RSS of a worker: imports and Dask (``worker_base_bytes``) plus a 1M-row batch and its
-    #: writers per task thread. benchmarks/README.md: 0.83-0.93 GiB for one worker of 2 threads
-    #: (with the client in the same process), flat from 10M to 30M rows.
+    #: Peak RSS of a worker process (nanny included): 172 MiB idle; 741-816 MiB with one task
+    #: thread at every size (the batch, the writers' buffers, then a merge). A thread more is
+    #: taken to add as much again (not measured: the benchmark's workers have one thread each).
     worker_base_bytes: int = 350 * MIB
-    worker_bytes_per_thread: int = 290 * MIB
-    #: Wall seconds whatever the size: interpreter and imports 0.7, LocalCluster 0.45, worker
-    #: warm-up 0.15, performance report 0.5, audit, manifest, publish and exit 0.15
-    #: (benchmarks/README.md, "Where the pipeline's 6.3 s go"). A Kubernetes cluster's pods
-    #: starting (image pull, scheduling) come on top.
-    fixed_seconds: float = 2.0
-    #: Wall seconds per published file: the audit's footer read (0.45 s for 70 files) and the
-    #: publish's copy (0.71 s for 70 files), each at their own concurrency, against the moto S3
-    #: server ("The S3 destination" in benchmarks/README.md).
-    seconds_per_file: float = 0.017
+    worker_bytes_per_thread: int = 500 * MIB
+    #: Wall seconds whatever the size: the client's start-up and plan, connecting to the
+    #: cluster, the workers' warm-up, the performance and quality reports, the audit's fixed
+    #: part and the manifests: what is left of the runs' wall time after the terms below (3-8 s).
+    #: A Kubernetes cluster's pods starting come on top.
+    fixed_seconds: float = 5.0
+    #: Wall seconds per published file: the publish's copy and the audit's footer read against
+    #: moto's S3 server (4.69 s for 32 files, 1.04 s for 8).
+    seconds_per_file: float = 0.15
+    #: Thread-seconds each piece costs whatever its rows: its task's round trip, its files'
+    #: S3 requests, validation's fixed cost per batch. 2,000 pieces of 1,000 rows were read in
+    #: 228 s on 2 threads ("Many pieces" in benchmarks/README.md); merging their 14,000 small
+    #: files took 111 s more, which this model leaves out (it counts merged rows, not files).
+    seconds_per_piece: float = 0.23
+    #: Rows per second per core the merge rewrites (reads back from S3, decodes, writes zstd
+    #: Parquet): 9.9M, 29.6M and 98.7M rows merged in 3, 9 and 32 s on 2 threads.
+    merge_rows_per_core_second: float = 1_550_000.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,6 +108,7 @@ class Rates:
             "bigquery_bytes_per_row",
             "wire_bytes_per_row",
             "output_bytes_per_row",
+            "merge_rows_per_core_second",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"rate {name} must be positive (got {getattr(self, name)!r})")
@@ -162,6 +174,8 @@ class Estimate:
     fixed_seconds: float
     processing_seconds: float
     files_seconds: float
+    merge_seconds: float  # rewriting the small files of partitions (see the module)
+    merged_rows: int
     staged_files: int  # what the streams write before the merge, events and rejected
     event_files: int
     rejected_files: int
@@ -177,7 +191,9 @@ class Estimate:
 
     @property
     def wall_seconds(self) -> float:
-        return self.fixed_seconds + self.processing_seconds + self.files_seconds
+        return (
+            self.fixed_seconds + self.processing_seconds + self.merge_seconds + self.files_seconds
+        )
 
     @property
     def core_hours(self) -> float:
@@ -280,9 +296,19 @@ def estimate(
     published = event_files + rejected_files
 
     waves = math.ceil(streams / slots) if streams else 0
-    processing = waves * (rows / streams) / rates.rows_per_core_second if streams else 0.0
+    per_task = (
+        rows / streams / rates.rows_per_core_second + rates.seconds_per_piece if streams else 0
+    )
+    processing = waves * per_task
+    events_merged = staged_per_name > published_per_name
+    rejected_merged = staged_rejected > rejected_files
+    merged_rows = (rows - rejected_rows) * events_merged + rejected_rows * rejected_merged
+    merges = event_files * events_merged + rejected_files * rejected_merged  # a task each
+    merge_seconds = (
+        merged_rows / (rates.merge_rows_per_core_second * min(slots, merges)) if merges else 0.0
+    )
     files_seconds = published * rates.seconds_per_file
-    wall = rates.fixed_seconds + processing + files_seconds
+    wall = rates.fixed_seconds + processing + merge_seconds + files_seconds
 
     requests = _requests(
         [
@@ -317,6 +343,8 @@ def estimate(
         fixed_seconds=rates.fixed_seconds,
         processing_seconds=processing,
         files_seconds=files_seconds,
+        merge_seconds=merge_seconds,
+        merged_rows=round(merged_rows),
         staged_files=staged,
         event_files=event_files,
         rejected_files=rejected_files,
@@ -429,8 +457,8 @@ def render(e: Estimate, prices: Prices = Prices(), rates: Rates = Rates()) -> li
         f"  worker memory    {_size(e.worker_memory_bytes)} peak each: give each "
         f"--memory-limit {_size(e.worker_memory_limit_bytes)} or more",
         f"  wall time        about {_duration(e.wall_seconds)} ({e.fixed_seconds:.0f} s fixed, "
-        f"{e.waves} wave(s) of tasks {_duration(e.processing_seconds)}, files "
-        f"{_duration(e.files_seconds)})",
+        f"{e.waves} wave(s) of tasks {_duration(e.processing_seconds)}, merge "
+        f"{_duration(e.merge_seconds)}, files {_duration(e.files_seconds)})",
         f"  event files      {e.event_files:,} of about {_size(per_file)} "
         f"({_size(e.output_bytes)}; target {_size(e.target_file_bytes)}, "
         f"{e.event_names} event names)",

@@ -29,6 +29,8 @@ ROUND = cap.Rates(
     worker_bytes_per_thread=50 * MIB,
     fixed_seconds=10,
     seconds_per_file=1,
+    seconds_per_piece=2,
+    merge_rows_per_core_second=10_000,
 )
 
 
@@ -44,7 +46,7 @@ def test_a_small_day_computed_by_hand() -> None:
     # 4 task threads ask for 4 x 4 = 16 streams; the service cuts 100,000 rows a stream: 10
     assert e.streams == 10
     assert e.waves == 3  # 10 tasks on 4 threads
-    assert e.processing_seconds == pytest.approx(3 * 100_000 / 1_000)
+    assert e.processing_seconds == pytest.approx(3 * (100_000 / 1_000 + 2))
     # 900,000 valid rows x 10 B over 3 names: 3 MB a partition, 300,000 B from each stream;
     # 3 of those fit in 1 MiB: ceil(10 / 3) = 4 files a partition
     assert e.output_bytes == 9_000_000
@@ -54,7 +56,11 @@ def test_a_small_day_computed_by_hand() -> None:
     assert e.rejected_files == 2
     assert e.staged_files == 10 * 3 + 10
     assert e.files_seconds == 14
-    assert e.wall_seconds == pytest.approx(10 + 300 + 14)
+    # every partition's pieces wrote files under half the target: all 1,000,000 rows merged,
+    # at 10,000 rows a second on each of the 4 threads
+    assert e.merged_rows == 1_000_000
+    assert e.merge_seconds == pytest.approx(25)
+    assert e.wall_seconds == pytest.approx(10 + 306 + 25 + 14)
     assert e.worker_memory_bytes == 200 * MIB
     assert e.worker_memory_limit_bytes == 512 * MIB  # 200 / 0.6 = 333 MiB, in 256 MiB steps
     # PUT: 20 fixed + 3 lock refreshes + 30 + 10 staged + 12 + 2 merged; GET: each merged
@@ -67,18 +73,27 @@ def test_a_small_day_computed_by_hand() -> None:
             "egress": 50_000_000 / GIB * prices.egress_usd_per_gib,
             "S3 PUT, COPY, LIST": (77 + 18 + 4) / 1000 * prices.s3_usd_per_1000_put,
             "S3 GET": 102 / 1000 * prices.s3_usd_per_1000_get,
-            "workers": 4 * 324 / 3600 * prices.worker_usd_per_core_hour,
+            "workers": 4 * 355 / 3600 * prices.worker_usd_per_core_hour,
         }
     )
-    assert e.core_hours == pytest.approx(4 * 324 / 3600)
+    assert e.core_hours == pytest.approx(4 * 355 / 3600)
 
 
-def test_the_wall_time_model_at_the_benchmarked_size() -> None:
-    """10M rows on 2 cores, as benchmarks/README.md measured: 10.6 s from the file with merging,
-    about 0.7 s more through the emulator serving from memory."""
-    e = cap.estimate(10_000_000, workers=1, threads_per_worker=2, event_names=6)
-    assert e.streams == 8
-    assert 10.6 <= e.wall_seconds <= 11.3 * 1.1
+@pytest.mark.parametrize(
+    ("rows", "streams", "measured"),
+    [(9_975_042, 7, 17.6), (29_924_719, 20, 41.2), (99_750_680, 64, 120.9)],
+)
+def test_the_wall_time_model_against_the_scale_benchmark(
+    rows: int, streams: int, measured: float
+) -> None:
+    """The three sizes benchmarks/scale.py measured (2 workers x 1 thread, 32 MiB files, the
+    benchmarks' day of 6 event names): the model within 25 %, as the issue asks (the benchmark
+    itself prints the same check for what it measures each time)."""
+    e = cap.estimate(
+        rows, workers=2, threads_per_worker=1, target_file_bytes=32 * MIB, event_names=6,
+        streams=streams,
+    )  # fmt: skip
+    assert abs(e.wall_seconds / measured - 1) <= 0.25
 
 
 @pytest.mark.parametrize("slots", [1, 2, 7, 64, 250, 5_000])
