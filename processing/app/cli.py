@@ -20,7 +20,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from processing.logic.capacity import DEFAULT_EVENT_NAMES, DEFAULT_THREADS_PER_WORKER
+from processing.logic.capacity import (
+    DEFAULT_EVENT_NAMES,
+    DEFAULT_THREADS_PER_WORKER,
+    human_bytes,
+)
 from processing.spec.errors import (
     ConfigError,
     DamagedError,
@@ -275,14 +279,6 @@ def _setup_logging(level: str) -> None:
         logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def summary(report: Any) -> str:
     m = report.manifest
     lines = [
@@ -297,7 +293,7 @@ def summary(report: Any) -> str:
     events = sum(1 for f in m["files"] if f["dataset"] == "events")
     lines += [
         f"  files         {events} events + {len(m['files']) - events} rejected, "
-        f"{_human(m['bytes_written'])}",
+        f"{human_bytes(m['bytes_written'])}",
         f"  duration      {m['duration_seconds']:.1f} s  ({m['rows_per_second']:,.0f} rows/s)",
         "  stages        "
         + ", ".join(f"{k} {v:.1f} s" for k, v in m.get("stage_seconds", {}).items()),
@@ -486,7 +482,7 @@ def _capacity(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise ConfigError(f"--deadline: {e}") from None
         sized = f"the fewest workers done within --deadline {_duration(args.deadline)}"
-    print(f"capacity for {_human(args.bytes)} in BigQuery ({sized})")
+    print(f"capacity for {human_bytes(args.bytes)} in BigQuery ({sized})")
     print("\n".join(render(found, prices)))
     print(
         "  prices           list prices checked 2026-12 (sources: capacity --help), each a flag\n"
@@ -529,7 +525,8 @@ def _plan(args: argparse.Namespace) -> int:
             )
         lines += [
             f"  estimated rows   {d['estimated_rows']:,}",
-            f"  estimated bytes  {_human(d['estimated_bytes'])} ({d['compression']} on the wire)",
+            f"  estimated bytes  {human_bytes(d['estimated_bytes'])} "
+            f"({d['compression']} on the wire)",
             f"  estimated cost   ${d['estimated_cost_usd']:.4f} "
             f"(at ${settings.bq_usd_per_tib:.2f} per TiB read)",
         ]
@@ -539,7 +536,7 @@ def _plan(args: argparse.Namespace) -> int:
         lines += [
             f"  pieces           {len(plan.pieces)} (files: {d.get('files', '?')})",
             f"  estimated rows   {'unknown (text)' if rows is None else f'{rows:,}'}",
-            f"  bytes to read    {_human(plan.estimated_bytes)}",
+            f"  bytes to read    {human_bytes(plan.estimated_bytes)}",
         ]
         suggested = max(1, min(len(plan.pieces), task_slots(settings)))
     lines.append(

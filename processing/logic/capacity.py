@@ -420,7 +420,8 @@ def size_for_deadline(
     )
 
 
-def _size(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """Bytes as B, KiB, MiB, GiB or TiB with one decimal."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024:
             return f"{n:.1f} {unit}"
@@ -454,15 +455,15 @@ def render(e: Estimate, prices: Prices = Prices(), rates: Rates = Rates()) -> li
         f"  rows             {e.rows:,}",
         f"  streams          {e.streams:,} (one task each; a session has at most 1,000)",
         f"  workers          {e.workers:,} x {e.threads_per_worker} threads = {e.cores:,} cores",
-        f"  worker memory    {_size(e.worker_memory_bytes)} peak each: give each "
-        f"--memory-limit {_size(e.worker_memory_limit_bytes)} or more",
+        f"  worker memory    {human_bytes(e.worker_memory_bytes)} peak each: give each "
+        f"--memory-limit {human_bytes(e.worker_memory_limit_bytes)} or more",
         f"  wall time        about {_duration(e.wall_seconds)} ({e.fixed_seconds:.0f} s fixed, "
         f"{e.waves} wave(s) of tasks {_duration(e.processing_seconds)}, merge "
         f"{_duration(e.merge_seconds)}, files {_duration(e.files_seconds)})",
-        f"  event files      {e.event_files:,} of about {_size(per_file)} "
-        f"({_size(e.output_bytes)}; target {_size(e.target_file_bytes)}, "
+        f"  event files      {e.event_files:,} of about {human_bytes(per_file)} "
+        f"({human_bytes(e.output_bytes)}; target {human_bytes(e.target_file_bytes)}, "
         f"{e.event_names} event names)",
-        f"  rejected files   {e.rejected_files:,} ({_size(e.rejected_bytes)}; "
+        f"  rejected files   {e.rejected_files:,} ({human_bytes(e.rejected_bytes)}; "
         f"{rates.rejected_fraction:.0%} of rows rejected)",
         f"  staged files     {e.staged_files:,} (each stream's, before they are merged)",
         f"  S3 requests      {r['put']:,} PUT, {r['copy']:,} COPY, {r['list']:,} LIST, "
@@ -470,8 +471,9 @@ def render(e: Estimate, prices: Prices = Prices(), rates: Rates = Rates()) -> li
         f"  cost of the day  {_usd(e.total_usd)}",
     ]
     details = {
-        "BigQuery read": f"{_size(e.bigquery_bytes)} at {_price(prices.bq_usd_per_tib)} per TiB",
-        "egress": f"{_size(e.wire_bytes)} on the wire ({e.compression}) at "
+        "BigQuery read": f"{human_bytes(e.bigquery_bytes)} at "
+        f"{_price(prices.bq_usd_per_tib)} per TiB",
+        "egress": f"{human_bytes(e.wire_bytes)} on the wire ({e.compression}) at "
         f"{_price(prices.egress_usd_per_gib)} per GiB",
         "S3 PUT, COPY, LIST": f"{r['put'] + r['copy'] + r['list']:,} requests at "
         f"{_price(prices.s3_usd_per_1000_put)} per 1,000",

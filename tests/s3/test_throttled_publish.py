@@ -105,15 +105,23 @@ def _listed(manifest: dict[str, Any] | None) -> list[tuple[str, str]]:
     return sorted((e["dataset"], e["path"]) for e in (manifest or {}).get("files", []))
 
 
+def _staged_over(
+    s3_server: S3Server, bucket: str, fs: Any, layout: Layout, old: dict, new: dict
+) -> DateLock:
+    """``old`` published, then ``new`` staged by the run that now holds the date's lock."""
+    _publish(s3_server, bucket, fs, layout, old)
+    lock = _take(fs, layout, "new-run")
+    wap.prepare(fs, layout, DATE, "new-run", lock)
+    _stage(s3_server, bucket, layout, new)
+    return lock
+
+
 def test_a_publish_of_thousands_of_files_rides_out_a_burst_of_slow_down(
     s3_server: S3Server, s3: Any, bucket: str
 ) -> None:
     fs, layout = _destination(s3_server, bucket)
     old, new = _version("old-run", OLD_FILES), _version("new-run", NEW_FILES)
-    _publish(s3_server, bucket, fs, layout, old)
-    lock = _take(fs, layout, "new-run")
-    wap.prepare(fs, layout, DATE, "new-run", lock)
-    _stage(s3_server, bucket, layout, new)
+    lock = _staged_over(s3_server, bucket, fs, layout, old, new)
 
     faults = s3_server.faults
     faults.reset()
@@ -144,10 +152,7 @@ def test_slow_down_past_the_retries_is_transient_and_the_retry_completes(
 ) -> None:
     fs, layout = _destination(s3_server, bucket, attempts=2)  # botocore: 2 attempts, s3fs: 5
     old, new = _version("old-run", 50), _version("new-run", 200)
-    _publish(s3_server, bucket, fs, layout, old)
-    lock = _take(fs, layout, "new-run")
-    wap.prepare(fs, layout, DATE, "new-run", lock)
-    _stage(s3_server, bucket, layout, new)
+    lock = _staged_over(s3_server, bucket, fs, layout, old, new)
 
     faults = s3_server.faults
     faults.reset()
