@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from processing.adapters.merger import merge_files
 from processing.adapters.sources.base import Piece
@@ -60,10 +61,13 @@ class TaskContext:
 def warm_up(date: dt.date) -> None:
     """Run the transform once on two rows (one valid, one not), on a worker, before the pieces.
 
-    The first validation registers Pandera's backends and compiles patterns; done once here, on
-    one thread, instead of by every task thread at once behind Python's import lock (which cost
-    the first pieces 0.4-0.8 s each on 2 cores). Run on every worker with ``Client.run``.
+    The first validation registers Pandera's backends and compiles patterns, and the first
+    conversions import modules lazily (``pyarrow.pandas_compat``); done once here, on one thread,
+    instead of by every task thread at once behind Python's import lock (which cost the first
+    pieces 0.4-0.8 s each on 2 cores, and can fail a lazy import half done in another thread).
     """
+    import pyarrow.pandas_compat  # noqa: F401  (imported on first use, by any thread)
+
     start = dt.datetime.combine(date, dt.time(12), tzinfo=dt.UTC)
     rows = [
         (start, "view", {"platform": "web", "id": "u1"}, {"name": "Mouse", "SKU": "SKU-1"}),
@@ -73,6 +77,19 @@ def warm_up(date: dt.date) -> None:
         [pa.array(column) for column in zip(*rows, strict=True)], schema=s.INPUT_SCHEMA
     )
     split_batch(batch, date, "warm-up")
+
+
+class WarmUp(WorkerPlugin):
+    """:func:`warm_up` on every worker of the cluster: those there when the run starts and those
+    that join later (an adaptive cluster starts with none), before the worker runs a task."""
+
+    name = "events-lake-warm-up"
+
+    def __init__(self, date: dt.date) -> None:
+        self.date = date
+
+    def setup(self, worker: Any) -> None:
+        warm_up(self.date)
 
 
 def _read(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:

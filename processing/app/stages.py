@@ -42,10 +42,10 @@ from processing.app import resume
 from processing.app.context import date_lock, destination, source_for, url_of, utcnow
 from processing.app.piece_task import (
     TaskContext,
+    WarmUp,
     merge_task,
     process_piece,
     too_many_event_names,
-    warm_up,
 )
 from processing.logic import quality, quality_html, run_metrics
 from processing.logic.compaction import Merge, plan_merges, with_merges
@@ -702,7 +702,7 @@ def _process(
     Task keys name the attempt: the scheduler may still hold the failed tasks of an earlier
     attempt under their keys, and would hand back their errors instead of running the new plan.
     """
-    client.run(warm_up, ctx.date)  # once per worker, before its task threads start at once
+    client.register_plugin(WarmUp(ctx.date))  # every worker, before its task threads start
     tasks = [
         dask.delayed(process_piece, pure=False)(
             piece, ctx, dask_key_name=f"piece-{piece.index:05d}-{ctx.run_id}-{attempt}"
