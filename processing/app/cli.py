@@ -37,9 +37,9 @@ from processing.spec.settings import (
     ENV_PREFIX,
     PRICES,
     Settings,
-    _check_size,
     parse_bool,
     parse_date,
+    parse_size,
 )
 
 log = logging.getLogger("processing")
@@ -94,7 +94,7 @@ def _positive_int(text: str) -> int:
 def _positive_size(text: str) -> int:
     """A size such as 450GiB, 1.5TiB or 500GB (dask's units), more than 0 bytes."""
     try:
-        return _check_size("--bytes", text)
+        return parse_size("--bytes", text)
     except ConfigError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a size: give a positive number of bytes with a unit, e.g. 450GiB "

@@ -37,7 +37,7 @@ PRICES = (
 )
 
 
-def _check_size(name: str, text: str) -> int:
+def parse_size(name: str, text: str) -> int:
     from dask.utils import parse_bytes
 
     try:
@@ -381,14 +381,14 @@ class Settings:
         )
         if problem:
             raise ConfigError(f"bad setting: {problem}")
-        target = _check_size("target_file_size", self.target_file_size)
+        target = parse_size("target_file_size", self.target_file_size)
         if not MIN_TARGET_FILE_BYTES <= target <= MAX_TARGET_FILE_BYTES:
             raise ConfigError(
                 f"bad setting: target_file_size {self.target_file_size!r} must be between 1MiB "
                 "(about one row group) and 2GiB: 128MiB to 512MiB suits Athena, Trino and Spark"
             )
         if self.cluster == "kubernetes":  # only a per-run cluster is sized (and dask is heavy)
-            _check_size("cluster_bytes_per_worker", self.cluster_bytes_per_worker)
+            parse_size("cluster_bytes_per_worker", self.cluster_bytes_per_worker)
         if self.memory_limit != "auto":
             from dask.utils import parse_bytes
 
@@ -402,7 +402,7 @@ class Settings:
 
     @property
     def target_file_bytes(self) -> int:
-        return _check_size("target_file_size", self.target_file_size)
+        return parse_size("target_file_size", self.target_file_size)
 
     def __repr__(self) -> str:
         shown = {
