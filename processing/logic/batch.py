@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -74,11 +75,34 @@ def source_records(batch: pa.Table, rows: list[int]) -> list[str]:
             [pa.chunked_array(map(replace_invalid_utf8, c.chunks), c.type) for c in picked.columns],
             names=names,
         )
-    records = picked.to_pylist()
-    for name, by_row in outside.items():
-        for row, micros in by_row.items():
-            records[row][name] = micros
-    return [orjson.dumps(rec).decode() for rec in records]
+    special = sorted({row for by_row in outside.values() for row in by_row})
+    if all(_text_only(f.type) for f in picked.schema):
+        # Polars writes JSON from the columns (as orjson would: tests/unit/test_transform.py):
+        # ten times faster than a Python dict per row
+        frame = pl.from_arrow(picked, rechunk=False)
+        assert isinstance(frame, pl.DataFrame)
+        texts: list[str] = frame.to_struct().struct.json_encode().to_list()
+    else:
+        texts = [orjson.dumps(rec).decode() for rec in picked.to_pylist()]
+    for row in special:  # an instant out of range: its integer microseconds
+        record = picked.slice(row, 1).to_pylist()[0]
+        for name, by_row in outside.items():
+            if row in by_row:
+                record[name] = by_row[row]
+        texts[row] = orjson.dumps(record).decode()
+    return texts
+
+
+def _text_only(typ: pa.DataType) -> bool:
+    """Text, nulls, and structs of them: Polars' JSON and orjson's agree on them (numbers differ
+    in their spelling: those records are written by orjson)."""
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ):
+        return True
+    if pa.types.is_dictionary(typ):
+        return _text_only(typ.value_type)
+    if pa.types.is_struct(typ):
+        return all(_text_only(f.type) for f in typ)
+    return False
 
 
 def split_batch(

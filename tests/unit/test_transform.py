@@ -10,7 +10,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from processing.logic import batch
 from processing.logic.batch import BatchResult, split_batch
 from processing.logic.normalise import normalise
 from processing.spec import rules as r
@@ -562,3 +565,44 @@ def test_normalise_output_columns() -> None:
     assert out.column_names == [*s.OUTPUT_COLUMNS, s.DEFECTS_COLUMN]
     assert out.schema.field(s.EVENT_DATETIME).type == pa.timestamp("us", tz="UTC")
     assert out.schema.field(s.EVENT_DATE).type == pa.date32()
+
+
+# --- the rejected rows' JSON: Polars writes it as orjson would ---------------------------------
+_ANY_TEXT = st.one_of(
+    st.none(), st.text(max_size=12), st.sampled_from(["\x00\x7f", "\u2028", 'a"\\/'])
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "timestamp": st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))),
+                "event_name": _ANY_TEXT,
+                "user_identifiers": st.one_of(
+                    st.none(), st.fixed_dictionaries({"platform": _ANY_TEXT, "id": _ANY_TEXT})
+                ),
+                "product_information": st.one_of(
+                    st.none(), st.fixed_dictionaries({"name": _ANY_TEXT, "SKU": _ANY_TEXT})
+                ),
+            }
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.booleans(),
+)
+def test_source_records_from_polars_are_those_of_orjson(
+    rows: list[dict[str, Any]], dictionaries: bool
+) -> None:
+    """Records of text, nulls and structs are written by Polars (fast); anything else by orjson,
+    one dict per row: both spell every record alike, control characters and all."""
+    table = pa.Table.from_pylist(rows, schema=s.INPUT_SCHEMA)
+    if dictionaries:
+        table = table.set_column(1, "event_name", table.column("event_name").dictionary_encode())
+    picked = list(range(0, table.num_rows, 2))
+    fast = batch.source_records(table, picked)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch, "_text_only", lambda typ: False)
+        assert fast == batch.source_records(table, picked)
