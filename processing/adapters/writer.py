@@ -45,6 +45,8 @@ class WriteOptions:
     zstd_level: int = 1
     #: a file is closed once it holds this many bytes (the target size of output files)
     max_file_bytes: int | None = None
+    #: merging copies the sources' row groups as they are when none has fewer rows (0: never)
+    min_copied_row_group_rows: int = 16_384
 
     def parquet_kwargs(self, schema: pa.Schema) -> dict[str, Any]:
         """zstd; dictionary-encoded categoricals; delta-encoded timestamps; page index.

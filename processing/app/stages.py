@@ -263,6 +263,7 @@ def process(
                 max_buffered_rows=settings.max_buffered_rows,
                 zstd_level=settings.zstd_level,
                 max_file_bytes=settings.target_file_bytes,
+                min_copied_row_group_rows=settings.min_copied_row_group_rows,
             ),
             tag=new_tag(),
             max_event_names=settings.max_event_names,

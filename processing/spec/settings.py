@@ -139,6 +139,14 @@ class Settings:
             "the pieces' small files of a partition are merged up to it (1MiB to 2GiB)"
         ),
     )
+    min_copied_row_group_rows: int = field(
+        default=16_384,
+        metadata=_opt(
+            int,
+            help="merging small files copies their row groups as they are (no decoding) when "
+            "none has fewer rows than this; else it rewrites them (0: always rewrite)",
+        ),
+    )
     zstd_level: int = field(default=1, metadata=_opt(int, help="zstd compression level, 1-22"))
     max_rejected_fraction: float = field(
         default=0.2, metadata=_opt(float, help="above it the run fails its audit")
@@ -327,6 +335,7 @@ class Settings:
             (self.piece_rows >= 1, "piece_rows must be at least 1"),
             (self.batch_rows >= 1, "batch_rows must be at least 1"),
             (self.row_group_rows >= 1, "row_group_rows must be at least 1"),
+            (self.min_copied_row_group_rows >= 0, "min_copied_row_group_rows must be >= 0"),
             (self.max_buffered_rows >= 1, "max_buffered_rows must be at least 1"),
             (self.max_file_rows >= self.row_group_rows, "max_file_rows must be >= row_group_rows"),
             (1 <= self.zstd_level <= 22, "zstd_level must be between 1 and 22"),
