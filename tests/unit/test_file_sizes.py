@@ -40,7 +40,8 @@ def test_a_piece_starts_its_next_file_once_one_reaches_the_target(tmp_path: Path
 
 
 def test_a_merge_holds_its_sources_rows_in_row_groups_of_sorted_runs(tmp_path: Path) -> None:
-    options = WriteOptions(row_group_rows=25_000)
+    """The rewrite (sources whose row groups are too small to be copied as they are)."""
+    options = WriteOptions(row_group_rows=25_000, min_copied_row_group_rows=20_001)
     sources = [f for piece in range(4) for f in _write_piece(tmp_path, piece, 20_000, options)]
     paths = [f"{tmp_path}/events/{f.path}" for f in sources]
     dest = f"{tmp_path}/events/event_name=view/merged-00000-{TAG}.parquet"
