@@ -60,8 +60,8 @@ class Rates:
 
     #: Rows per second per core of a stream's task (read, transform, validate, write): the
     #: slope of the process stage's time (less the merge) against the rows each thread read,
-    #: 640K rows/s from 5.7M to 50M rows a thread.
-    rows_per_core_second: float = 640_000.0
+    #: 670K rows/s from 5M to 50M rows a thread (640K before issue 14's Pandera on Polars).
+    rows_per_core_second: float = 670_000.0
     #: Logical bytes BigQuery bills per row for the selected columns (STRING 2 + UTF-8 length,
     #: TIMESTAMP 8, NULL 0): 57.4 for the generator's day (`processing generate`, 1 % bad, the
     #: shape of data/sample_day.jsonl.gz and of the benchmarks). The issue's "450 GiB, about 7
@@ -98,9 +98,11 @@ class Rates:
     #: 228 s on 2 threads ("Many pieces" in benchmarks/README.md); merging their 14,000 small
     #: files took 111 s more, which this model leaves out (it counts merged rows, not files).
     seconds_per_piece: float = 0.23
-    #: Rows per second per core the merge rewrites (reads back from S3, decodes, writes zstd
-    #: Parquet): 9.9M, 29.6M and 98.7M rows merged in 3, 9 and 32 s on 2 threads.
-    merge_rows_per_core_second: float = 1_550_000.0
+    #: Rows per second per core the merge moves: it copies the small files' row groups (reads
+    #: them back from S3 and uploads them, nothing decoded; see processing.adapters.merger):
+    #: 9.9M, 29.6M and 98.7M rows merged in 2, 6 and 16 s on 2 threads against moto's server
+    #: on the same cores (rewriting them took 3, 9 and 32 s: 1.55M rows/s).
+    merge_rows_per_core_second: float = 2_900_000.0
 
     def __post_init__(self) -> None:
         for name in (
