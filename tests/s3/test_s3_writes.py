@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,15 +25,20 @@ DATE = dt.date(2023, 10, 23)
 PART = 5 * 2**20  # S3's smallest part
 
 
-def test_a_large_file_is_uploaded_in_parts_and_encrypted(
-    s3_server: S3Server, s3, bucket: str
-) -> None:
+def _lake(s3_server: S3Server, bucket: str) -> tuple[Any, str]:
+    """The bucket's lake through s3fs, with parts of S3's smallest size and SSE."""
     options = storage_options_for(
         f"s3://{bucket}",
         {"default_block_size": PART},
         S3Options(endpoint_url=s3_server.endpoint_url, sse="AES256"),
     )
-    fs, root = filesystem(f"s3://{bucket}/lake", options)
+    return filesystem(f"s3://{bucket}/lake", options)
+
+
+def test_a_large_file_is_uploaded_in_parts_and_encrypted(
+    s3_server: S3Server, s3, bucket: str
+) -> None:
+    fs, root = _lake(s3_server, bucket)
     writer = PieceWriter(
         fs, f"{root}/events", f"{root}/rejected", 0, WriteOptions(zstd_level=1), tag="0a1b2c3d"
     )
@@ -51,12 +57,7 @@ def test_a_large_file_is_uploaded_in_parts_and_encrypted(
 def test_small_files_are_merged_by_copying_their_row_groups_through_s3fs(
     s3_server: S3Server, s3, bucket: str
 ) -> None:
-    options = storage_options_for(
-        f"s3://{bucket}",
-        {"default_block_size": PART},
-        S3Options(endpoint_url=s3_server.endpoint_url, sse="AES256"),
-    )
-    fs, root = filesystem(f"s3://{bucket}/lake", options)
+    fs, root = _lake(s3_server, bucket)
     sources = []
     for piece in range(3):  # each piece's file of one event name, as a run stages them
         writer = PieceWriter(fs, f"{root}/e", f"{root}/r", piece, WriteOptions(), tag="0a1b2c3d")
