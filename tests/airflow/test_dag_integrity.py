@@ -9,7 +9,16 @@ import sys
 
 from tests.airflow.conftest import DAGS, ROOT
 
-HEAVY = ("pandas", "dask", "distributed", "pyarrow", "pandera", "processing", "google.cloud")
+HEAVY = (
+    "pandas",
+    "polars",
+    "dask",
+    "distributed",
+    "pyarrow",
+    "pandera",
+    "processing",
+    "google.cloud",
+)
 
 
 def test_the_dag_folder_imports_without_errors(dagbag) -> None:
