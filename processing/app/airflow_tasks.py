@@ -88,9 +88,10 @@ def plan(context: Mapping[str, Any]) -> dict[str, Any]:
     with _outcome():
         settings = settings_for(context)
         _release_earlier_attempt(context, settings)
-        facts, _ = stages.begin(settings, pipeline_run_id(context))
-    log.info("planned %s: %s pieces, about %s bytes", facts["date"], facts["pieces"],
-             facts["estimated_bytes"])  # fmt: skip
+        record, _ = stages.begin(settings, pipeline_run_id(context))
+    log.info("planned %s: %s pieces, about %s bytes", record.date, record.pieces,
+             record.estimated_bytes)  # fmt: skip
+    facts = record.facts()
     return {k: facts[k] for k in ("run_id", "date", "pieces", "estimated_bytes", "snapshot_time")}
 
 

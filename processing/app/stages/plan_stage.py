@@ -1,0 +1,61 @@
+"""``begin``: take the date, clear what failed runs left, plan the read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from processing.adapters import publish as wap
+from processing.adapters.date_lock import DateLock
+from processing.adapters.sources import Source, SourcePlan
+from processing.adapters.storage import redact_url
+from processing.app.context import source_for, utcnow
+from processing.app.stages.records import PlanRecord
+from processing.app.stages.scope import stage
+from processing.spec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def begin(
+    settings: Settings,
+    run_id: str,
+    *,
+    lock: DateLock | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> tuple[PlanRecord, tuple[Source, SourcePlan]]:
+    """Take the date, clear what failed runs left, plan the read (pinning BigQuery's snapshot).
+
+    Returns the plan's record (kept for the later stages) and the source with its plan."""
+    began = time.perf_counter()
+    with stage(settings, run_id, lock) as scope:
+        prepared = wap.prepare(scope.fs, scope.layout, settings.date, run_id, scope.lock)
+        for notice in prepared.notices:
+            log.warning("%s: %s", settings.date, notice)
+        source = source_for(settings)
+        plan = source.plan(settings.date, settings.piece_rows)
+        record = PlanRecord(
+            run_id=run_id,
+            date=settings.date.isoformat(),
+            started_at=clock().isoformat(),
+            source=redact_url(settings.source),
+            pieces=len(plan.pieces),
+            estimated_rows=plan.estimated_rows,
+            estimated_bytes=plan.estimated_bytes,
+            snapshot_time=plan.details.get("snapshot_time"),
+            source_details=dict(plan.details),
+            seconds=round(time.perf_counter() - began, 3),
+            notices=tuple(prepared.notices),
+            source_state=dict(plan.state),
+        )
+        scope.records.save(record)
+    log.info(
+        "run %s: %s -> %s, %d pieces",
+        run_id,
+        record.source,
+        redact_url(settings.dest),
+        len(plan.pieces),
+    )
+    return record, (source, plan)
