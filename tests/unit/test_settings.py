@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 
 from processing.spec.errors import ConfigError
-from processing.spec.settings import ENV_PREFIX, Settings, setting_help
+from processing.spec.settings import Settings, unknown_variables
 
 REQUIRED_ENV = {
     "PROCESSING_DATE": "2023-10-23",
     "PROCESSING_SOURCE": "data/sample_day.jsonl.gz",
     "PROCESSING_DEST": "/tmp/lake",
 }
+
+REQUIRED_ENV_NAMES = ("date", "source", "dest")
 
 
 def test_defaults_from_required_env_only() -> None:
@@ -27,7 +29,7 @@ def test_defaults_from_required_env_only() -> None:
     defaults = {
         f.name: f.default
         for f in dataclasses.fields(Settings)
-        if f.default is not dataclasses.MISSING
+        if f.default is not dataclasses.MISSING and f.name not in REQUIRED_ENV_NAMES
     }
     for name, default in defaults.items():
         assert getattr(settings, name) == default, name
@@ -288,12 +290,57 @@ def test_config_error_pickles() -> None:
     assert str(again) == str(info.value)
 
 
-def test_setting_help_lists_every_setting() -> None:
-    rows = setting_help()
-    assert len(rows) == len(dataclasses.fields(Settings))
-    for (flag, variable, _), f in zip(rows, dataclasses.fields(Settings), strict=True):
-        assert flag == "--" + f.name.replace("_", "-")
-        assert variable == ENV_PREFIX + f.name.upper()
+def test_an_out_of_range_value_names_its_flag_and_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load({**REQUIRED_ENV, "PROCESSING_WORKERS": "0"})
+    assert str(info.value) == (
+        "bad setting: workers must be at least 1 (--workers or PROCESSING_WORKERS)"
+    )
+
+
+def test_an_unparseable_variable_names_its_flag() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load({**REQUIRED_ENV, "PROCESSING_ZSTD_LEVEL": "high"})
+    assert "PROCESSING_ZSTD_LEVEL='high' is not valid for --zstd-level" in str(info.value)
+
+
+def test_a_misspelled_variable_is_a_warning_naming_the_closest_setting() -> None:
+    env = {**REQUIRED_ENV, "PROCESSING_DESTT": "/tmp/x", "PROCESSING_ZZZ": "1", "HOME": "/"}
+    assert unknown_variables(env) == [
+        "PROCESSING_DESTT is not a setting and is ignored; did you mean PROCESSING_DEST?",
+        "PROCESSING_ZZZ is not a setting and is ignored",
+    ]
+    assert unknown_variables({**REQUIRED_ENV, "PROCESSING_STORAGE_OPTIONS_FILE": "f"}) == []
+
+
+def test_a_command_requires_only_what_it_uses() -> None:
+    settings = Settings.load({"PROCESSING_DEST": "/tmp/lake"}, required=("dest",))
+    assert settings.dest == "/tmp/lake"
+    assert settings.source == ""
+    with pytest.raises(ConfigError, match="--dest or set PROCESSING_DEST"):
+        Settings.load({}, required=("dest",))
+
+
+def test_a_command_reads_only_the_variables_of_its_settings() -> None:
+    env = {**REQUIRED_ENV, "PROCESSING_BQ_COMPRESSION": "gzip", "PROCESSING_WORKERS": "3"}
+    settings = Settings.load(env, required=("dest",), only=("dest", "workers"))
+    assert settings.workers == 3
+    assert settings.bq_compression == "LZ4_FRAME"  # not rollback's business: not even checked
+
+
+@pytest.mark.parametrize("how", ["variable", "flag"])
+def test_a_secret_can_be_given_as_a_file(how: str, tmp_path) -> None:
+    path = tmp_path / "options.json"
+    path.write_text('{"key": "AKIAEXAMPLEKEY", "secret": "hunter2-very-secret"}\n')
+    if how == "variable":
+        settings = Settings.load({**REQUIRED_ENV, "PROCESSING_STORAGE_OPTIONS_FILE": str(path)})
+    else:
+        settings = Settings.load(REQUIRED_ENV, storage_options_file=str(path))
+    assert settings.storage_options == SECRETS
+    assert "hunter2" not in repr(settings)
+    missing = tmp_path / "missing"
+    with pytest.raises(ConfigError, match=r"PROCESSING_STORAGE_OPTIONS_FILE .*: cannot read"):
+        Settings.load({**REQUIRED_ENV, "PROCESSING_STORAGE_OPTIONS_FILE": str(missing)})
 
 
 def test_a_per_run_cluster_needs_a_size_per_worker() -> None:
