@@ -23,7 +23,6 @@ locks or manifests as data.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -46,12 +45,6 @@ def check_run_id(run_id: str) -> str:
             f"run id {run_id!r} is not usable in a path: use 1-80 letters, digits, '_', '.', '-'"
         )
     return run_id
-
-
-def run_tag(run_id: str) -> str:
-    """Eight hex digits from a run id (a hash of it): a tag for tests and tools that need one
-    that is reproducible; runs draw a random one per attempt (see the module's docstring)."""
-    return hashlib.sha256(check_run_id(run_id).encode()).hexdigest()[:8]
 
 
 #: A tag: eight lower-case hex digits.
@@ -173,8 +166,3 @@ def partition_dir(event_name: str) -> str:
 def report_file(kind: str, tag: str, suffix: str) -> str:
     """A report's path relative to the events date directory (staged or published)."""
     return f"{REPORTS}/{kind}-{tag}.{suffix}"
-
-
-def relative_event_file(event_name: str, piece: int, sequence: int, tag: str) -> str:
-    """A valid-rows file's path relative to the date directory (staged or published)."""
-    return f"{partition_dir(event_name)}/{file_name(piece, sequence, tag)}"

@@ -25,7 +25,7 @@ import pytest
 
 from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock, DateLockedError, holder_of
-from processing.logic.layout import Layout, run_tag
+from processing.logic.layout import Layout
 from processing.spec.errors import LockLostError
 from tests.s3.conftest import Lake
 from tests.s3.test_publish_protocol import (
@@ -42,6 +42,7 @@ from tests.s3.test_publish_protocol import (
     _version,
     _version_of,
 )
+from tests.tags import run_tag
 
 SECOND = _version("second-run", ("view", "login"))
 NEXT = _version("next-run", ("click",))

@@ -12,9 +12,10 @@ import pytest
 
 from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock, holder_of
-from processing.logic.layout import Layout, retag, run_tag
+from processing.logic.layout import Layout, retag
 from processing.spec.errors import ConfigError, DamagedError, LockLostError
 from tests.s3.conftest import Lake
+from tests.tags import run_tag
 
 DATE = dt.date(2023, 10, 23)
 OTHER = dt.date(2023, 10, 24)

@@ -19,9 +19,10 @@ from processing.adapters.date_lock import DateLock, holder_of
 from processing.adapters.storage import S3Options, filesystem, storage_options_for
 from processing.adapters.storage_errors import storage_errors
 from processing.emulator.s3 import WRITE_METHODS, S3Server
-from processing.logic.layout import Layout, run_tag
+from processing.logic.layout import Layout
 from processing.spec.errors import TransientError
 from tests.s3.conftest import objects
+from tests.tags import run_tag
 
 pytestmark = pytest.mark.slow
 

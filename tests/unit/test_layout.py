@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import pytest
 
@@ -109,14 +108,6 @@ def test_file_names_are_unique() -> None:
     assert len(names) == len(range(0, 2000, 7)) * len(range(0, 1200, 13))
 
 
-def test_run_tag_is_deterministic_and_differs_between_runs() -> None:
-    assert lo.run_tag("2023-10-23_a") == lo.run_tag("2023-10-23_a")
-    assert len({lo.run_tag(f"2023-10-23_{i}") for i in range(1000)}) == 1000
-    assert re.fullmatch(r"[0-9a-f]{8}", lo.run_tag("x"))
-    with pytest.raises(ConfigError):
-        lo.run_tag("../x")
-
-
 RELATIVE = [
     pytest.param("view", 0, 0, "event_name=view/part-00000-000-0a1b2c3d.parquet", id="view"),
     pytest.param(
@@ -130,7 +121,7 @@ RELATIVE = [
 
 @pytest.mark.parametrize(("event_name", "piece", "sequence", "expected"), RELATIVE)
 def test_relative_event_file(event_name: str, piece: int, sequence: int, expected: str) -> None:
-    assert lo.relative_event_file(event_name, piece, sequence, TAG) == expected
+    assert f"{lo.partition_dir(event_name)}/{lo.file_name(piece, sequence, TAG)}" == expected
     partition = lo.Layout("/lake").events_partition(DATE, event_name)
     full = f"{lo.Layout('/lake').events_date(DATE)}/{expected}"
     assert full == f"{partition}/{lo.file_name(piece, sequence, TAG)}"
@@ -181,7 +172,7 @@ def test_unsafe_event_names_refused(event_name: str) -> None:
     with pytest.raises(ValueError, match="not a safe partition value"):
         lo.Layout("/lake").events_partition(DATE, event_name)
     with pytest.raises(ValueError, match="not a safe partition value"):
-        lo.relative_event_file(event_name, 0, 0, TAG)
+        lo.partition_dir(event_name)
 
 
 GOOD_RUN_IDS = [
