@@ -1,9 +1,9 @@
 """A Dask cluster per run on Kubernetes, through the Dask operator (dask-kubernetes).
 
-The cluster is a ``DaskCluster`` object made from a spec file (``--cluster-spec``, the one in
-``deploy/kubernetes/base/dask/``), named after the run and sized from its plan. It outlives the
-task that created it (``shutdown_on_close=False``): the run's later tasks connect to its
-scheduler by address, and a teardown task deletes it by name. Deleting is idempotent.
+The cluster is a ``DaskCluster`` object made from a spec file (``PROCESSING_CLUSTER_SPEC``, the
+one in ``deploy/kubernetes/base/dask/``), named after the run and sized from its plan. It
+outlives the task that created it (``shutdown_on_close=False``): the run's later tasks connect
+to its scheduler by address, and a teardown task deletes it by name. Deleting is idempotent.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def load_spec(path: str) -> dict[str, Any]:
     try:
         spec = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"--cluster-spec {path}: {e}") from e
+        raise ConfigError(f"PROCESSING_CLUSTER_SPEC {path}: {e}") from e
     if not isinstance(spec, dict) or spec.get("kind") != "DaskCluster":
-        raise ConfigError(f"--cluster-spec {path} is not a DaskCluster manifest")
+        raise ConfigError(f"PROCESSING_CLUSTER_SPEC {path} is not a DaskCluster manifest")
     return spec
 
 

@@ -1,6 +1,6 @@
 """Notices to people from the Airflow DAG: a task that failed, and a date that succeeded again
-after a failure. To Slack (an incoming webhook) and by e-mail, as configured (``--notify-*``,
-``--smtp-*``).
+after a failure. To Slack (an incoming webhook) and by e-mail, as configured
+(``PROCESSING_NOTIFY_*``, ``PROCESSING_SMTP_*``).
 
 A notice says the DAG, the date, the task, the try, the log's link and the first line of the
 error; never a secret: the webhook URL and the SMTP password are scrubbed from the text even if

@@ -45,7 +45,9 @@ class KubeClusterSettings(Section):
             raise bad("cluster", f"cluster must be one of {', '.join(CLUSTERS)}")
         if self.cluster == "kubernetes" and not self.cluster_spec:
             raise bad(
-                "cluster_spec", "cluster kubernetes needs --cluster-spec (a DaskCluster YAML file)"
+                "cluster_spec",
+                "cluster kubernetes needs cluster_spec (a DaskCluster YAML file)",
+                flag=False,
             )
         if self.cluster_min_workers < 0:
             raise bad("cluster_min_workers", "cluster_min_workers must be >= 0")

@@ -34,9 +34,11 @@ def option(
     return {"parse": parse, "help": help, "secret": secret, "shown_default": shown_default}
 
 
-def bad(name: str, message: str) -> ConfigError:
-    """A value out of range, naming the setting, its flag and its variable."""
-    return ConfigError(f"bad setting: {message} ({flag_of(name)} or {variable_of(name)})")
+def bad(name: str, message: str, *, flag: bool = True) -> ConfigError:
+    """A value out of range, naming the setting, its flag (``flag``: a command takes it) and its
+    variable."""
+    where = f"{flag_of(name)} or {variable_of(name)}" if flag else variable_of(name)
+    return ConfigError(f"bad setting: {message} ({where})")
 
 
 @dataclass(frozen=True, kw_only=True)
