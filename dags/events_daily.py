@@ -50,7 +50,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": dt.timedelta(minutes=30),
     "execution_timeout": dt.timedelta(hours=2),
-    "on_failure_callback": _notify_failure,  # Slack and e-mail, as configured (README)
+    "on_failure_callback": _notify_failure,  # Slack, e-mail: Airflow connections (README)
 }
 
 with DAG(

@@ -214,11 +214,14 @@ def finish(context: Mapping[str, Any]) -> str:
 
 
 def notify_failure(context: Mapping[str, Any]) -> list[str]:
-    """Callback of a task that failed for good: a notice to the configured channels."""
-    from processing.app import notify
+    """Callback of a task that failed for good: a notice to the channels whose Airflow
+    connection is defined (``processing.app.notify``); returns where it went."""
+    from processing.app.notify import DateNotifier
 
     try:
-        return notify.on_failure(context, settings_for(context))
+        notifier = DateNotifier("failed", settings_for(context))
+        notifier(context)
+        return notifier.sent
     except Exception:  # a callback must never hide the task's own failure
         log.warning("could not send the failure notice", exc_info=True)
         return []
@@ -226,10 +229,12 @@ def notify_failure(context: Mapping[str, Any]) -> list[str]:
 
 def notify_published(context: Mapping[str, Any]) -> list[str]:
     """Callback of publish: a notice if the date had failed before."""
-    from processing.app import notify
+    from processing.app.notify import DateNotifier
 
     try:
-        return notify.on_published(context, settings_for(context))
+        notifier = DateNotifier("published", settings_for(context))
+        notifier(context)
+        return notifier.sent
     except Exception:
         log.warning("could not send the recovery notice", exc_info=True)
         return []

@@ -103,7 +103,8 @@ def _leftovers(env: dict[str, str]) -> list[str]:
 def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
     airflow_db, events_dag, pipeline_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook
 ) -> None:
-    monkeypatch.setenv("PROCESSING_NOTIFY_SLACK_WEBHOOK", webhook.url)
+    slack = {"conn_type": "slackwebhook", "password": webhook.url}  # the notices' channel
+    monkeypatch.setenv("AIRFLOW_CONN_EVENTS_LAKE_SLACK", json.dumps(slack))
     # as the scheduler runs DATE: after its data interval [DATE 02:00, DATE+1 02:00) ends
     first = events_dag.test(logical_date=dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC))
     assert str(first.state) == "success", _states(first)
