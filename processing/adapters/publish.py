@@ -64,38 +64,38 @@ and never deletes the previous version before its replacement is in place.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import logging
-import os
-import posixpath
 import secrets
-import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fsspec.spec import AbstractFileSystem
+
+from processing.adapters import date_manifests as manifests
 from processing.adapters import versions as v
-from processing.adapters.cas import ObjectStore, object_store
+from processing.adapters.cas import ObjectStore
 from processing.adapters.date_lock import Intent
-from processing.adapters.storage import copy_files, on_local_disk
-from processing.adapters.versions import Version
-from processing.logic.layout import Layout, retag, tag_of
-from processing.spec.errors import (
-    AuditError,
-    ConfigError,
-    DamagedError,
-    LockLostError,
-    TransientError,
+from processing.adapters.date_manifests import previous_manifest, published_manifest
+from processing.adapters.lake_store import LakeStore, lake_store
+from processing.adapters.staging import (
+    UnusableStagingError,
+    check_writable,
+    legacy_intents,
+    restaged,
+    to_copy,
 )
+from processing.adapters.versions import Version
+from processing.logic.layout import Layout, tag_of
+from processing.spec.errors import AuditError, ConfigError, DamagedError
+
+#: what the stages and commands use (the two manifest readers live in date_manifests)
+__all__ = ["Fence", "Outcome", "prepare", "publish", "remove_staging", "resolve", "rollback"]
+__all__ += ["discard_staging", "previous_manifest", "published_manifest"]
 
 log = logging.getLogger(__name__)
-
-#: The marker file of a publish begun by an earlier version of this package (which kept the
-#: intent in the staging instead of the lock): honoured once, then never written again.
-LEGACY_MARKER = "_publishing"
 
 
 class Fence(Protocol):
@@ -127,161 +127,37 @@ class Outcome:
         return self
 
 
-# --- filesystem primitives --------------------------------------------------------------------
-def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
-    """A small JSON object, or None if it is absent or unreadable (a damaged file)."""
-    try:
-        document = json.loads(fs.cat_file(path))
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        log.warning("%s is not readable JSON: treated as absent", path)
-        return None
-    return document if isinstance(document, dict) else None
+@dataclass(frozen=True)
+class _Date:
+    """The date a protocol step works on, and where."""
 
+    store: LakeStore
+    layout: Layout
+    date: dt.date
 
-def _put_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
-    """Write a small JSON object so that readers see the old or the new one, never a part."""
-    data = json.dumps(document, indent=2).encode()
-    if on_local_disk(fs):
-        os.makedirs(posixpath.dirname(path), exist_ok=True)
-        temporary = f"{path}.tmp-{os.getpid()}"
-        with open(temporary, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
-    else:  # one PUT: atomic on S3
-        fs.pipe_file(path, data)
+    @property
+    def published(self) -> Version:
+        return v.published(self.layout, self.date)
 
+    @property
+    def previous(self) -> Version:
+        return v.previous(self.layout, self.date)
 
-def _copy(fs: Any, pairs: list[tuple[str, str]]) -> None:
-    """Copy files (see :func:`~processing.adapters.storage.copy_files`).
+    def staged(self, staging_id: str) -> Version:
+        return v.staged(self.layout, self.date, staging_id)
 
-    A missing source fails the copy: that is what fences a run that lost its lock (the run that
-    took the date over removes the staging before it lists what to delete). Repeating a copy is
-    harmless: a target name always belongs to one version, same bytes."""
-    copy_files(fs, pairs)
-
-
-def _delete(fs: Any, paths: list[str], version: Version) -> None:
-    """Delete exactly ``paths``, and check they are gone (bulk deletes do not report failures)."""
-    doomed = set(paths)
-    for _ in range(3):
-        if not doomed:
-            break
-        _remove_files(fs, sorted(doomed))
-        doomed &= set(version.listing(fs))
-    if doomed:
-        raise TransientError(f"could not delete {len(doomed)} old files, e.g. {min(doomed)}")
-    _remove_empty_directories(fs, (version.events, version.rejected))
-
-
-def _remove_files(fs: Any, paths: list[str]) -> None:
-    """Delete files; one already gone is fine (another holder may have deleted it first)."""
-    if not on_local_disk(fs):
-        fs.rm(paths)  # S3's delete of a missing key succeeds
-        return
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-
-
-def _remove_tree(fs: Any, path: str) -> None:
-    if not on_local_disk(fs):
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        return
-    shutil.rmtree(path, ignore_errors=True)  # another holder may be removing it too
-
-
-def _remove_empty_directories(fs: Any, directories: Iterable[str]) -> None:
-    """Local disks keep directories of deleted files (object stores have none): drop them.
-    (``rmdir`` only removes an empty directory: never anything another run just wrote.)"""
-    if not on_local_disk(fs):
-        return
-    for top in directories:
-        for current, subdirs, files in os.walk(top, topdown=False):
-            if current != top and not subdirs and not files:
-                with contextlib.suppress(OSError):
-                    os.rmdir(current)
-    for top in directories:
-        with contextlib.suppress(OSError):
-            if os.path.isdir(top) and not os.listdir(top):
-                os.rmdir(top)
-
-
-def _write_probe(fs: Any, layout: Layout, date: dt.date) -> None:
-    probe = f"{layout.staging_date(date)}/.write-probe-{secrets.token_hex(4)}"
-    try:
-        fs.makedirs(layout.staging_date(date), exist_ok=True)
-        fs.pipe_file(probe, b"")
-        fs.rm_file(probe)
-    except (PermissionError, NotADirectoryError, FileNotFoundError) as e:
-        raise ConfigError(f"cannot write under the destination {layout.root}: {e}") from e
-
-
-# --- the two manifests, as compare-and-swap objects -------------------------------------------
-def _store(fs: Any, layout: Layout, date: dt.date, version: Version, which: str) -> ObjectStore:
-    return object_store(fs, version.manifest, guard=layout.guard(date, which))
-
-
-def _read_versioned(store: ObjectStore) -> tuple[dict[str, Any] | None, str | None, bool]:
-    """A manifest, its ETag (None if absent) and whether it is unreadable (then None)."""
-    found = store.read()
-    if found is None:
-        return None, None, False
-    try:
-        document = json.loads(found[0])
-    except ValueError:
-        return None, found[1], True
-    if not isinstance(document, dict) or not isinstance(document.get("files"), list):
-        return None, found[1], True
-    return document, found[1], False
-
-
-def _swap(store: ObjectStore, document: Mapping[str, Any], etag: str | None, what: str) -> None:
-    """Write ``document`` if the object still has ``etag`` (None: if it is still absent)."""
-    data = json.dumps(document, indent=2).encode()
-    done = store.create(data) if etag is None else store.replace(data, etag)
-    if done is not None:
-        return
-    found = store.read()
-    if found is not None:
-        try:
-            there = json.loads(found[0])
-        except ValueError:
-            there = None
-        if isinstance(there, dict) and there.get("publish_id") == document.get("publish_id"):
-            return  # our write, applied with its answer lost (or the same publish completed)
-    raise LockLostError(
-        f"this run lost its lock on the date: the {what} changed during its publish (another "
-        "run took the date over and published); nothing more is published by this run"
-    )
-
-
-def published_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
-    """The published manifest of ``date``, or None (not published, or unreadable)."""
-    return _read_json(fs, layout.manifest(date))
-
-
-def previous_manifest(fs: Any, layout: Layout, date: dt.date) -> dict[str, Any] | None:
-    """The manifest of the version kept for a rollback, or None."""
-    return _read_json(fs, v.previous(layout, date).manifest)
-
-
-def _same_version(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return bool(a.get("publish_id")) and a.get("publish_id") == b.get("publish_id")
+    def manifest(self, version: Version, which: str) -> ObjectStore:
+        return manifests.manifest_object(self.store, self.layout, self.date, version, which)
 
 
 # --- the steps ---------------------------------------------------------------------------------
-class _UnusableStagingError(Exception):
-    """An intent whose staged version is not all there: it cannot be completed."""
-
-
-def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str, fence: Fence) -> Outcome:
+def prepare(
+    fs: AbstractFileSystem, layout: Layout, date: dt.date, run_id: str, fence: Fence
+) -> Outcome:
     """Before a run of ``date``: check the destination takes writes, resolve the publish an
     earlier run left open, refuse ``run_id`` if it is the published run's, and remove the
     staging of runs that did not publish."""
-    _write_probe(fs, layout, date)
+    check_writable(lake_store(fs), layout, date)
     outcome = resolve(fs, layout, date, fence)  # first: it may publish a run of this very id
     current = published_manifest(fs, layout, date)
     if current is not None and current.get("run_id") == run_id:
@@ -293,20 +169,23 @@ def prepare(fs: Any, layout: Layout, date: dt.date, run_id: str, fence: Fence) -
     return outcome
 
 
-def resolve(fs: Any, layout: Layout, date: dt.date, fence: Fence) -> Outcome:
+def resolve(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> Outcome:
     """Complete the publish that the date's lock says is open (a run that died or lost the date
     during it), or abandon it if its staged files are gone; then clear it from the lock."""
+    day = _Date(lake_store(fs), layout, date)
     outcome = Outcome()
-    intents = [fence.intent] if fence.intent is not None else _legacy_intents(fs, layout, date)
+    intents = (
+        [fence.intent] if fence.intent is not None else legacy_intents(day.store, layout, date)
+    )
     for intent in intents:
         assert intent is not None
         log.warning("completing the interrupted publish of %s", intent.staging_id)
         try:
-            outcome.add(_complete(fs, layout, date, intent, fence))
+            outcome.add(_complete(day, intent, fence))
             outcome.completed.append(intent.staging_id)
             outcome.notices.append(f"completed the interrupted publish of {intent.staging_id}")
-        except _UnusableStagingError as e:
-            _abandon(fs, layout, date, intent, fence)
+        except UnusableStagingError as e:
+            _abandon(day, intent, fence)
             outcome.notices.append(
                 f"abandoned the interrupted publish of {intent.staging_id}: {e}; the published "
                 "version stays"
@@ -316,27 +195,8 @@ def resolve(fs: Any, layout: Layout, date: dt.date, fence: Fence) -> Outcome:
     return outcome
 
 
-def _legacy_intents(fs: Any, layout: Layout, date: dt.date) -> list[Intent]:
-    """Publishes that an earlier version of this package marked in their staging."""
-    staging = layout.staging_date(date)
-    if not fs.exists(staging):
-        return []
-    found = []
-    for entry in fs.ls(staging, detail=False):
-        run_dir = entry.rstrip("/")
-        if "run_id=" not in run_dir or not fs.exists(f"{run_dir}/{LEGACY_MARKER}"):
-            continue
-        staging_id = run_dir.rsplit("run_id=", 1)[-1]
-        staged = _read_json(fs, v.staged(layout, date, staging_id).manifest) or {}
-        tag = staged.get("tag") or next(
-            (t for t in map(tag_of, (e["path"] for e in v.entries(staged))) if t), ""
-        )
-        found.append(Intent(staging_id, str(staged.get("publish_id") or "(none)"), tag))
-    return found
-
-
 def publish(
-    fs: Any,
+    fs: AbstractFileSystem,
     layout: Layout,
     date: dt.date,
     staging_id: str,
@@ -350,16 +210,18 @@ def publish(
 
     If this process dies or loses the lock after the mark, the next holder of the date completes
     the publish; if it loses the lock before, nothing of it is published."""
-    tag = str(manifest["tag"])
+    return _publish(_Date(lake_store(fs), layout, date), staging_id, manifest, fence)
+
+
+def _publish(day: _Date, staging_id: str, manifest: Mapping[str, Any], fence: Fence) -> Outcome:
     document = {**manifest, "publish_id": secrets.token_hex(8)}
-    staged = v.staged(layout, date, staging_id)
-    _put_json(fs, staged.manifest, document)
-    intent = Intent(staging_id, document["publish_id"], tag)
+    day.store.put_json(day.staged(staging_id).manifest, document)
+    intent = Intent(staging_id, document["publish_id"], str(manifest["tag"]))
     fence.mark(intent)
     try:
-        outcome = _complete(fs, layout, date, intent, fence)
-    except _UnusableStagingError as e:
-        _abandon(fs, layout, date, intent, fence)
+        outcome = _complete(day, intent, fence)
+    except UnusableStagingError as e:
+        _abandon(day, intent, fence)
         fence.clear()
         raise AuditError(f"the staged version lost files before its publish ({e}): nothing "
                          "published") from None  # fmt: skip
@@ -367,21 +229,22 @@ def publish(
     return outcome
 
 
-def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fence) -> Outcome:
+def _complete(day: _Date, intent: Intent, fence: Fence) -> Outcome:
     """Steps 3-6 of the publish of ``intent``; every one of them can be repeated."""
     outcome = Outcome()
-    staged, published = v.staged(layout, date, intent.staging_id), v.published(layout, date)
-    store = _store(fs, layout, date, published, "published")
-    current, etag, unreadable = _read_versioned(store)
+    store, date = day.store, day.date
+    staged, published = day.staged(intent.staging_id), day.published
+    switch = day.manifest(published, "published")
+    current, etag, unreadable = manifests.read_versioned(switch)
     began = started = time.perf_counter()
     if current is not None and current.get("publish_id") == intent.publish_id:
         new = current  # switched by an earlier attempt: what it switched to is what stays
     else:
-        found = _read_json(fs, staged.manifest)
+        found = store.read_json(staged.manifest)
         if found is None or found.get("publish_id") != intent.publish_id:
-            raise _UnusableStagingError("its staged manifest is gone")
-        listed = published.listing(fs)
-        pairs, new = _to_copy(fs, found, staged, published, listed)
+            raise UnusableStagingError("its staged manifest is gone")
+        listed = published.listing(store.fs)
+        pairs, new = to_copy(store, found, staged, published, listed)
         if current is not None:
             broken = v.damage(current, listed, published)
             if broken:
@@ -391,7 +254,7 @@ def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fen
                     "(the version kept before it stays in _previous/)"
                 )
             else:
-                _keep_as_previous(fs, layout, date, current, listed, fence=fence)
+                _keep_as_previous(day, current, listed, fence)
         elif unreadable:
             outcome.notices.append(
                 f"the published manifest of {date} was unreadable: the date is replaced"
@@ -407,14 +270,14 @@ def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fen
                 f"({sorted(clashes)[:3]}): rerun with another run id"
             )
         started = time.perf_counter()
-        _copy(fs, pairs)
+        store.copy(pairs)
         fence.check()
-        _swap(store, new, etag, f"published manifest of {date}")
+        manifests.swap(switch, new, etag, f"published manifest of {date}")
     # the staging is never needed again; removed before the listing, so a late copy from it
     # (a run that lost the date) fails, or lands before the listing and goes with the rest
-    _remove_tree(fs, layout.staging_run(date, intent.staging_id))
-    _retire(fs, published, published.live(new), fence)
-    _remove_empty_directories(fs, [layout.staging_date(date)])
+    store.remove_tree(day.layout.staging_run(date, intent.staging_id))
+    _retire(store, published, published.live(new), fence)
+    store.remove_empty_directories([day.layout.staging_date(date)])
     outcome.window = time.perf_counter() - started
     log.info(
         "published %s (run %s, %d files in %.2f s; both versions listed for %.2f s)",
@@ -427,105 +290,65 @@ def _complete(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fen
     return outcome
 
 
-def _to_copy(
-    fs: Any,
-    new: dict[str, Any],
-    staged: Version,
-    published: Version,
-    listed: Mapping[str, int],
-) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """What is left to copy of ``new`` from its staging (a file an earlier attempt already
-    published whole is not copied again), and ``new`` without the reports that are gone (a
-    report is never worth a date that cannot be published). Raises _UnusableStagingError if a data
-    file is neither staged nor published."""
-    in_staging = staged.listing(fs)
-    pairs: list[tuple[str, str]] = []
-    missing, reports = [], []
-    for entry in v.entries(new):
-        source, target = staged.file(entry), published.file(entry)
-        size = entry.get("bytes")
-        there = target in listed and (size is None or listed[target] == size)
-        is_report = entry in new.get("reports", [])
-        if not there and source not in in_staging:
-            if not is_report:
-                missing.append(f"{entry['dataset']}/{entry['path']}")
-            continue
-        if not there:
-            pairs.append((source, target))
-        if is_report:
-            reports.append(entry)
-    if missing:
-        raise _UnusableStagingError(f"{len(missing)} of its files are gone, e.g. {missing[0]}")
-    lost = len(new.get("reports", [])) - len(reports)
-    if lost:
-        log.warning("%d reports of run %s are missing; the version goes on without them",
-                    lost, new.get("run_id"))  # fmt: skip
-        new = {**new, "reports": reports}
-    return pairs, new
-
-
 def _keep_as_previous(
-    fs: Any,
-    layout: Layout,
-    date: dt.date,
-    current: Mapping[str, Any],
-    listed: Mapping[str, int],
-    *,
-    fence: Fence,
+    day: _Date, current: Mapping[str, Any], listed: Mapping[str, int], fence: Fence
 ) -> None:
     """Step 3: copy the published version (``listed``: the published files) to ``_previous``,
     beside the version kept there, switch the previous manifest to it, then delete the version
     kept before. Its reports go with it if they are still there."""
-    previous, published = v.previous(layout, date), v.published(layout, date)
-    store = _store(fs, layout, date, previous, "previous")
-    kept, etag, _ = _read_versioned(store)
-    if kept is not None and _same_version(kept, current):  # an earlier attempt got that far
-        _retire(fs, previous, previous.live(kept), fence)
+    store, previous, published = day.store, day.previous, day.published
+    switch = day.manifest(previous, "previous")
+    kept, etag, _ = manifests.read_versioned(switch)
+    if kept is not None and manifests.same_version(kept, current):  # an earlier attempt did it
+        _retire(store, previous, previous.live(kept), fence)
         return
     reports = [r for r in current.get("reports", []) if published.file(r) in listed]
     lost = len(reports) != len(current.get("reports", []))
     keeping = {**current, "reports": reports} if lost else dict(current)
-    there = previous.listing(fs)
+    there = previous.listing(store.fs)
     pairs = [
         (published.file(e), previous.file(e))
         for e in v.entries(keeping)
         if there.get(previous.file(e)) != listed.get(published.file(e))
     ]
-    _copy(fs, pairs)
+    store.copy(pairs)
     fence.check()
-    _swap(store, keeping, etag, f"kept previous version of {date}")
-    _retire(fs, previous, previous.live(keeping), fence)
+    manifests.swap(switch, keeping, etag, f"kept previous version of {day.date}")
+    _retire(store, previous, previous.live(keeping), fence)
 
 
-def _retire(fs: Any, version: Version, keep: set[str], fence: Fence, tag: str = "") -> int:
+def _retire(store: LakeStore, version: Version, keep: set[str], fence: Fence, tag: str = "") -> int:
     """Delete the files under ``version`` that ``keep`` does not hold (only those tagged ``tag``,
     if given): listed first, then the lock checked, then exactly those deleted (see the module's
     docstring: what a holder of the date lists and does not keep is no version's, for good)."""
-    listed = version.listing(fs)
-    stale = sorted(p for p in listed if p not in keep and (not tag or tag_of(p) == tag))
+    directories = (version.events, version.rejected)
+    stale = sorted(
+        p for p in store.listing(directories) if p not in keep and (not tag or tag_of(p) == tag)
+    )
     if not stale:
-        _remove_empty_directories(fs, (version.events, version.rejected))
+        store.remove_empty_directories(directories)
         return 0
     fence.check()
-    _delete(fs, stale, version)
+    store.delete(stale, directories)
     return len(stale)
 
 
-def _abandon(fs: Any, layout: Layout, date: dt.date, intent: Intent, fence: Fence) -> None:
+def _abandon(day: _Date, intent: Intent, fence: Fence) -> None:
     """Give up an intent that cannot be completed: its staging goes first (so a late copy from
     it fails), then the files it copied into the published directories."""
     log.warning("abandoning the interrupted publish of %s", intent.staging_id)
-    _remove_tree(fs, layout.staging_run(date, intent.staging_id))
+    day.store.remove_tree(day.layout.staging_run(day.date, intent.staging_id))
     if intent.tag:
-        published = v.published(layout, date)
-        _retire(fs, published, published.live(published_manifest(fs, layout, date)), fence,
-                tag=intent.tag)  # fmt: skip
+        published = day.published
+        current = day.store.read_json(published.manifest)
+        _retire(day.store, published, published.live(current), fence, tag=intent.tag)
 
 
-def remove_staging(fs: Any, layout: Layout, date: dt.date, fence: Fence) -> bool:
+def remove_staging(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> bool:
     """Remove the staging of ``date`` (runs that failed or were killed, and what their stages
     kept): listed first, then the lock checked, then exactly what was listed (a run that lost the
     date cannot remove what a later run stages). True if there was some."""
+    store = lake_store(fs)
     staging = layout.staging_date(date)
     if not fs.exists(staging):
         return False
@@ -534,8 +357,8 @@ def remove_staging(fs: Any, layout: Layout, date: dt.date, fence: Fence) -> bool
         fence.check()
         for run in sorted({_run_dir(p) for p in files} - {""}):
             log.info("removing staging of a run that did not publish: %s", run)
-        _remove_files(fs, files)
-    _remove_empty_directories(fs, [staging])
+        store.remove_files(files)
+    store.remove_empty_directories([staging])
     return bool(files)
 
 
@@ -544,18 +367,25 @@ def _run_dir(path: str) -> str:
     return f"{head}{sep}{tail.split('/', 1)[0]}" if sep else ""
 
 
-def discard_staging(fs: Any, layout: Layout, date: dt.date, staging_id: str) -> None:
+def discard_staging(fs: AbstractFileSystem, layout: Layout, date: dt.date, staging_id: str) -> None:
     """Remove one run's own staging (best effort: the next run of the date, or gc, removes it
     too). Never called for a staging an open intent names."""
     try:
-        _remove_tree(fs, layout.staging_run(date, staging_id))
-        _remove_empty_directories(fs, [layout.staging_date(date)])
+        store = lake_store(fs)
+        store.remove_tree(layout.staging_run(date, staging_id))
+        store.remove_empty_directories([layout.staging_date(date)])
     except Exception:
         log.warning("could not remove staging of run %s; the next run will", staging_id)
 
 
 def rollback(
-    fs: Any, layout: Layout, date: dt.date, rollback_id: str, *, tag: str, fence: Fence
+    fs: AbstractFileSystem,
+    layout: Layout,
+    date: dt.date,
+    rollback_id: str,
+    *,
+    tag: str,
+    fence: Fence,
 ) -> tuple[dict[str, Any], Outcome]:
     """Publish the version kept in ``_previous`` again, under ``tag`` (its files keep their bytes
     and get new names); the published version takes its place there, so a second rollback undoes
@@ -564,45 +394,29 @@ def rollback(
     if any(s.startswith("rollback_") for s in outcome.completed):  # a retry must not undo itself
         log.warning("completed an interrupted rollback of %s; not rolling back again", date)
         return published_manifest(fs, layout, date) or {}, outcome
-    previous = v.previous(layout, date)
-    kept, _, unreadable = _read_versioned(_store(fs, layout, date, previous, "previous"))
+    day = _Date(lake_store(fs), layout, date)
+    previous = day.previous
+    kept, _, unreadable = manifests.read_versioned(day.manifest(previous, "previous"))
     if kept is None:
         why = " (its manifest is unreadable)" if unreadable else ""
         raise ConfigError(f"there is no previous version of {date} to roll back to{why}")
     current = published_manifest(fs, layout, date)
     if current is not None and (
-        _same_version(kept, current) or kept.get("publish_id") == current.get("restored_from")
+        manifests.same_version(kept, current)
+        or kept.get("publish_id") == current.get("restored_from")
     ):
         raise ConfigError(f"the previous version of {date} (run {kept.get('run_id')}) is published")
-    broken = v.damage(kept, previous.listing(fs), previous)
+    there = previous.listing(fs)
+    broken = v.damage(kept, there, previous)
     if broken:
         raise DamagedError(
             f"the previous version of {date} (run {kept.get('run_id')}) is damaged: "
             f"{v.describe(broken)}; nothing was rolled back"
         )
     remove_staging(fs, layout, date, fence)
-    staged = v.staged(layout, date, rollback_id)
-    there = previous.listing(fs)
-    renamed = {
-        kind: [
-            {**e, "path": retag(e["path"], tag)}
-            for e in kept.get(kind, [])
-            if kind == "files" or previous.file(e) in there
-        ]
-        for kind in ("files", "reports")
-    }
-    pairs = [
-        (previous.file(e), staged.file({**e, "path": retag(e["path"], tag)}))
-        for e in v.entries(kept)
-        if previous.file(e) in there
-    ]
-    _copy(fs, pairs)
-    document = {
-        **kept,
-        **renamed,
-        "tag": tag,
-        "restored_from": kept.get("publish_id"),
-        "restored_by": rollback_id,
-    }
-    outcome.add(publish(fs, layout, date, rollback_id, document, fence=fence))
+    pairs, document = restaged(
+        kept, previous, there, day.staged(rollback_id), tag=tag, rollback_id=rollback_id
+    )
+    day.store.copy(pairs)
+    outcome.add(_publish(day, rollback_id, document, fence))
     return published_manifest(fs, layout, date) or document, outcome

@@ -80,7 +80,7 @@ def test_sigterm_during_the_publish_leaves_it_for_the_next_run_to_complete(
     dest = tmp_path / "lake"
     assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest).returncode == 0
     proc = subprocess.Popen(  # stops itself just before copying its files in, intent marked
-        [sys.executable, "-m", "tests.faults.suspend_at", "_copy", "2", "--", "run", "--date",
+        [sys.executable, "-m", "tests.faults.suspend_at", "copy", "2", "--", "run", "--date",
          DATE, "--source", str(SAMPLE), "--dest", str(dest), "--run-id", "terminated"],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -27,13 +27,13 @@ from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock, DateLockedError, holder_of
 from processing.logic.layout import Layout
 from processing.spec.errors import LockLostError
+from tests.faults.storage_steps import wrap_steps
 from tests.s3.conftest import Lake
 from tests.s3.test_publish_protocol import (
     DATE,
     LATER,
     NEW,
     OLD,
-    PRIMITIVES,
     _expected,
     _publish,
     _published,
@@ -59,14 +59,7 @@ class Pauses:
         self.at: int | None = None
         self.meanwhile: Callable[[], None] | None = None
         self.inside = False
-        for name in PRIMITIVES:
-            real = getattr(wap, name)
-
-            def step(*args: Any, _real: Any = real) -> Any:
-                self.point()
-                return _real(*args)
-
-            monkeypatch.setattr(wap, name, step)
+        wrap_steps(monkeypatch.setattr, lambda _name: self.point())
 
     def point(self) -> None:
         if self.inside:

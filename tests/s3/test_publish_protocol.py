@@ -14,6 +14,7 @@ from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock, holder_of
 from processing.logic.layout import Layout, retag
 from processing.spec.errors import ConfigError, DamagedError, LockLostError
+from tests.faults.storage_steps import wrap_steps
 from tests.s3.conftest import Lake
 from tests.tags import run_tag
 
@@ -156,37 +157,30 @@ class _Crash(BaseException):
     """The process dies here (not an Exception: nothing may catch it)."""
 
 
-#: The storage operations of the protocol that a crash or a pause can fall between.
-PRIMITIVES = ("_put_json", "_copy", "_swap", "_delete", "_remove_tree")
-
-
 def _crash_after(monkeypatch: pytest.MonkeyPatch, steps: int | None) -> list[str]:
     """Make the protocol's storage operations raise _Crash once ``steps`` of them have run
     (None: never; just count them)."""
     done: list[str] = []
-    for name in PRIMITIVES:
-        real = getattr(wap, name)
 
-        def step(*args: Any, _real: Any = real, _name: str = name) -> Any:
-            if len(done) == steps:
-                raise _Crash(_name)
-            done.append(_name)
-            return _real(*args)
+    def before(name: str) -> None:
+        if len(done) == steps:
+            raise _Crash(name)
+        done.append(name)
 
-        monkeypatch.setattr(wap, name, step)
+    wrap_steps(monkeypatch.setattr, before)
     return done
 
 
 #: The storage operations of a publish over a published version, in order.
 OPERATIONS = [
-    "_put_json",  # 1. the staged manifest (then the intent goes into the lock)
-    "_copy",  # 3. the published version, to _previous
-    "_swap",  # 3. the previous manifest switched to it
-    "_delete",  # 3. the version kept before it
-    "_copy",  # 4. the new version in
-    "_swap",  # 5. the switch
-    "_remove_tree",  # 6. the staging
-    "_delete",  # 6. the old files
+    "put_json",  # 1. the staged manifest (then the intent goes into the lock)
+    "copy",  # 3. the published version, to _previous
+    "swap",  # 3. the previous manifest switched to it
+    "delete",  # 3. the version kept before it
+    "copy",  # 4. the new version in
+    "swap",  # 5. the switch
+    "remove_tree",  # 6. the staging
+    "delete",  # 6. the old files
 ]
 STEPS = len(OPERATIONS)
 

@@ -125,13 +125,13 @@ def _check_second_published(dest: str, flags: list[str], options: dict) -> None:
 CASES = [
     # the case: right after its last lock check, before deleting the old version's files
     *(
-        pytest.param(where, "run", "_delete", 2, id=f"{where}-run-after-its-last-check")
+        pytest.param(where, "run", "delete", 2, id=f"{where}-run-after-its-last-check")
         for where in ("local", "s3")
     ),
-    pytest.param("local", "run", "_swap", 2, id="local-run-before-the-switch"),
-    pytest.param("local", "run", "_copy", 1, id="local-run-before-keeping-the-previous"),
+    pytest.param("local", "run", "swap", 2, id="local-run-before-the-switch"),
+    pytest.param("local", "run", "copy", 1, id="local-run-before-keeping-the-previous"),
     *(
-        pytest.param(where, "rollback", "_delete", 2, id=f"{where}-rollback-after-its-last-check")
+        pytest.param(where, "rollback", "delete", 2, id=f"{where}-rollback-after-its-last-check")
         for where in ("local", "s3")
     ),
 ]

@@ -1,0 +1,41 @@
+"""The storage operations of the publish protocol that a crash or a pause can fall between:
+the object-store interface's writes (:mod:`processing.adapters.lake_store`) and the manifests'
+compare-and-swap (:mod:`processing.adapters.date_manifests`). Tests wrap them to inject a fault
+before one of them. Test code only: nothing in the package knows about it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from processing.adapters import date_manifests
+from processing.adapters.lake_store import LakeStore, LocalLakeStore, S3LakeStore
+
+#: operation name -> where it is defined (every store, or each kind of store)
+STEPS: dict[str, list[Any]] = {
+    "put_json": [LakeStore],  # a small JSON object, whole (the staged manifest)
+    "copy": [LakeStore],  # files copied in (copy many)
+    "swap": [date_manifests],  # a manifest switched (conditional put)
+    "delete": [LakeStore],  # listed files deleted (delete many)
+    "remove_tree": [LocalLakeStore, S3LakeStore],  # a staging removed
+}
+
+
+def wrap_steps(
+    setattr_: Callable[[Any, str, Any], None],
+    before: Callable[[str], None],
+    only: str | None = None,
+) -> None:
+    """Call ``before(name)`` just before every storage operation (only ``only``, if given),
+    installing the wrappers with ``setattr_`` (``monkeypatch.setattr``, or ``setattr``)."""
+    for name, owners in STEPS.items():
+        if only is not None and name != only:
+            continue
+        for owner in owners:
+            real = getattr(owner, name)
+
+            def step(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+                before(_name)
+                return _real(*args, **kwargs)
+
+            setattr_(owner, name, step)
