@@ -360,7 +360,7 @@ def warm_cache(address: str, table: str, streams: int, slots: int) -> tuple[int,
         BigQueryReadGrpcTransport,
     )
 
-    from processing.logic.bigquery import row_restriction, stream_counts
+    from processing.logic.bigquery_plan import row_restriction, stream_counts
     from processing.spec.schema import SELECTED_FIELDS
 
     started = time.perf_counter()

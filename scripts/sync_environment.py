@@ -27,7 +27,7 @@ def main() -> None:
         "channels:",
         "  - conda-forge",
         "dependencies:",
-        "  - python>=3.11",
+        f"  - python{project['project']['requires-python']}",
         "  - pip",
         "  - pip:",
     ]

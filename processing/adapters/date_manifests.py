@@ -12,7 +12,6 @@ from typing import Any
 
 from fsspec.spec import AbstractFileSystem
 
-from processing.adapters import versions as v
 from processing.adapters.cas import ObjectStore
 from processing.adapters.lake_store import LakeStore, lake_store
 from processing.adapters.versions import Version
@@ -66,13 +65,6 @@ def published_manifest(
 ) -> dict[str, Any] | None:
     """The published manifest of ``date``, or None (not published, or unreadable)."""
     return lake_store(fs).read_json(layout.manifest(date))
-
-
-def previous_manifest(
-    fs: AbstractFileSystem, layout: Layout, date: dt.date
-) -> dict[str, Any] | None:
-    """The manifest of the version kept for a rollback, or None."""
-    return lake_store(fs).read_json(v.previous(layout, date).manifest)
 
 
 def same_version(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from processing.logic.run_metrics import JOB, Sample
+from processing.spec.settings.types import Secret, reveal
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Gateway:
 
 
 def push(
-    gateway: str | None,
+    gateway: str | Secret[str] | None,
     date: dt.date,
     samples: Sequence[Sample],
     *,
@@ -120,6 +121,7 @@ def push(
     Basic auth comes from the URL's user and password, or its user and ``password_file``."""
     if not gateway or not samples:
         return False
+    gateway = reveal(gateway)
     from prometheus_client import CollectorRegistry, Gauge
     from prometheus_client.exposition import push_to_gateway, pushadd_to_gateway
 

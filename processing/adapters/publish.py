@@ -78,7 +78,7 @@ from processing.adapters import date_manifests as manifests
 from processing.adapters import versions as v
 from processing.adapters.cas import ObjectStore
 from processing.adapters.date_lock import Intent
-from processing.adapters.date_manifests import previous_manifest, published_manifest
+from processing.adapters.date_manifests import published_manifest
 from processing.adapters.lake_store import LakeStore, lake_store
 from processing.adapters.staging import (
     UnusableStagingError,
@@ -91,9 +91,9 @@ from processing.adapters.versions import Version
 from processing.logic.layout import Layout, tag_of
 from processing.spec.errors import AuditError, ConfigError, DamagedError
 
-#: what the stages and commands use (the two manifest readers live in date_manifests)
+#: what the stages and commands use (the manifest reader lives in date_manifests)
 __all__ = ["Fence", "Outcome", "prepare", "publish", "remove_staging", "resolve", "rollback"]
-__all__ += ["discard_staging", "previous_manifest", "published_manifest"]
+__all__ += ["discard_staging", "published_manifest"]
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from processing.adapters.storage import (
     filesystem,
     storage_options_for,
 )
-from processing.logic.bigquery import SCHEME
+from processing.logic.bigquery_plan import SCHEME
 from processing.logic.layout import Layout
 from processing.spec.errors import (
     ConfigError,
@@ -59,7 +59,9 @@ def s3_options(settings: Settings) -> S3Options:
 
 def destination(settings: Settings) -> tuple[Any, Layout, dict[str, Any]]:
     """The destination's filesystem, its layout and the fsspec options the workers use."""
-    options = storage_options_for(settings.dest, settings.storage_options, s3_options(settings))
+    options = storage_options_for(
+        settings.dest, settings.storage_options.reveal(), s3_options(settings)
+    )
     fs, root = filesystem(settings.dest, options)
     return fs, Layout(root), options
 
@@ -96,7 +98,9 @@ def _scheduler_threads(address: str) -> int:
 
 def source_for(settings: Settings) -> Source:
     """The source of ``settings``; a BigQuery one gets its options from the settings."""
-    storage = storage_options_for(settings.source, settings.storage_options, s3_options(settings))
+    storage = storage_options_for(
+        settings.source, settings.storage_options.reveal(), s3_options(settings)
+    )
     if not settings.source.startswith(SCHEME):
         return open_source(settings.source, storage)
     options = BigQueryOptions(
@@ -110,7 +114,7 @@ def source_for(settings: Settings) -> Source:
         snapshot_time=settings.snapshot_time,
         usd_per_tib=settings.bq_usd_per_tib,
     )
-    return open_source(settings.source, settings.storage_options, options)
+    return open_source(settings.source, settings.storage_options.reveal(), options)
 
 
 def url_of(dest: str, path: str, root: str) -> str:

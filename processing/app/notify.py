@@ -123,7 +123,7 @@ class DateNotifier(BaseNotifier):
         from processing.app.context import destination
 
         fs, layout, _ = destination(self.settings)
-        return fs, f"{layout.root}/_alerts/event_date={self.date}.failed"
+        return fs, layout.failure_marker(self.settings.date)
 
     @property
     def date(self) -> str:

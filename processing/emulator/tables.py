@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
-from processing.logic.bigquery import Window
+from processing.logic.bigquery_plan import Window
 from processing.spec import schema as s
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processing.logic.bigquery import COMPRESSIONS, TIB, stream_counts
+from processing.logic.bigquery_plan import COMPRESSIONS, TIB, stream_counts
 
 MIB, GIB = 2**20, 2**30
 #: Rows per stream below which the service returns fewer streams than asked (the emulator's

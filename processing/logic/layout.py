@@ -8,6 +8,7 @@
     <dest>/_staging/event_date=D/run_id=R/{events,rejected}/...   one run's staging
     <dest>/_previous/event_date=D/{events,rejected}/...           the version published before
     <dest>/_locks/event_date=D.json                               the date's writer lock
+    <dest>/_alerts/event_date=D.failed                            its last run failed (notices)
 
 File names are deterministic within an attempt at staging (piece number, sequence within the
 piece, and the attempt's tag ``T``: eight random hex digits drawn when it starts), so a retried
@@ -99,9 +100,6 @@ class Layout:
     def events_date(self, date: dt.date) -> str:
         return self._join(EVENTS, f"{s.EVENT_DATE}={date.isoformat()}")
 
-    def events_partition(self, date: dt.date, event_name: str) -> str:
-        return f"{self.events_date(date)}/{partition_dir(event_name)}"
-
     def rejected_date(self, date: dt.date) -> str:
         return self._join(REJECTED, f"{s.EVENT_DATE}={date.isoformat()}")
 
@@ -136,6 +134,10 @@ class Layout:
 
     def lock(self, date: dt.date) -> str:
         return f"{self.locks()}/{s.EVENT_DATE}={date.isoformat()}.json"
+
+    def failure_marker(self, date: dt.date) -> str:
+        """Present while the date's last run failed (the DAG's notices send a recovery once)."""
+        return self._join("_alerts", f"{s.EVENT_DATE}={date.isoformat()}.failed")
 
     def guard(self, date: dt.date, name: str) -> str:
         """A local disk's guard file for a compare-and-swap of one of the date's manifests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import subprocess
 import sys
 
@@ -39,13 +40,22 @@ def test_parsing_the_dag_imports_nothing_heavy() -> None:
     assert done.stdout.strip() == "[]", done.stdout
 
 
+def _worst_case(task) -> dt.timedelta:
+    """Every try of ``task`` running to its timeout, with the longest wait between tries."""
+    return (task.retries + 1) * task.execution_timeout + task.retries * task.max_retry_delay
+
+
 def test_schedule_retries_and_limits(events_dag) -> None:
     assert events_dag.tags and {"events-lake", "dask"} <= set(events_dag.tags)
-    assert events_dag.catchup is False
-    assert events_dag.max_active_runs == 2
-    assert events_dag.dagrun_timeout == dt.timedelta(hours=12)
-    process = events_dag.task_dict["process"]  # every try of process fits in the run's time
-    assert (process.retries + 1) * process.execution_timeout < events_dag.dagrun_timeout
+    assert events_dag.catchup is False  # past dates are the backfill's (its doc says how)
+    # runs of different dates side by side (a rerun does not wait for the scheduled run), and
+    # the documented backfill runs as many at a time as the DAG allows
+    assert events_dag.max_active_runs >= 2
+    backfill = re.search(r"--max-active-runs (\d+)", events_dag.doc_md)
+    assert backfill and int(backfill[1]) == events_dag.max_active_runs
+    # the run's timeout never cuts short a try of process that its own limits allow
+    process = events_dag.task_dict["process"]
+    assert _worst_case(process) <= events_dag.dagrun_timeout
     assert events_dag.doc_md and "Rerun a date" in events_dag.doc_md
     assert "date" in events_dag.params
     for t in events_dag.tasks:

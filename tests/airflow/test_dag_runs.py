@@ -16,7 +16,7 @@ import pytest
 import s3fs
 
 import processing
-from processing.emulator.bigquery import Emulator
+from processing.emulator.bigquery_storage import Emulator
 from processing.emulator.s3 import S3Server
 from tests.airflow.conftest import ROOT
 

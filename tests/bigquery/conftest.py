@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from processing.adapters.sources.bigquery import BigQueryOptions, BigQuerySource
-from processing.emulator.bigquery import Emulator
+from processing.emulator.bigquery_storage import Emulator
 from processing.spec import schema as s
 
 DATE = dt.date(2023, 10, 23)

@@ -24,6 +24,7 @@ from processing.logic.layout import Layout
 from processing.spec.errors import LockLostError
 from processing.spec.settings import Settings
 from tests.conftest import DATA, ROOT, tree_digest
+from tests.kept_version import previous_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +101,7 @@ def test_sigterm_during_the_publish_leaves_it_for_the_next_run_to_complete(
     nxt = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--run-id", "next")
     assert nxt.returncode == 0, nxt.stderr  # at once: no wait for the lock's time to live
     assert "completed the interrupted publish of terminated" in nxt.stdout
-    kept = wap.previous_manifest(fsspec.filesystem("file"), Layout(str(dest)), DAY)
+    kept = previous_manifest(fsspec.filesystem("file"), Layout(str(dest)), DAY)
     assert kept is not None and kept["run_id"] == "terminated"
     assert processing.read_manifest(str(dest), DAY)["run_id"] == "next"  # type: ignore[index]
 

@@ -28,6 +28,7 @@ from processing.adapters.date_lock import DateLock, DateLockedError, holder_of
 from processing.logic.layout import Layout
 from processing.spec.errors import LockLostError
 from tests.faults.storage_steps import wrap_steps
+from tests.kept_version import previous_manifest
 from tests.s3.conftest import Lake
 from tests.s3.test_publish_protocol import (
     DATE,
@@ -154,7 +155,7 @@ def _points(kind: str, lake: Lake, monkeypatch: pytest.MonkeyPatch) -> int:
 
 def _check_invariant(fs: Any, layout: Layout, replaced: list[dict[str, Any]]) -> None:
     assert _published(fs, layout) == _expected(SECOND)  # the second run's version, and nothing else
-    kept = _version_of(wap.previous_manifest(fs, layout, DATE))
+    kept = _version_of(previous_manifest(fs, layout, DATE))
     assert kept is not None
     assert kept["run_id"] in {m["run_id"] for m in replaced}
     kept_files = {f"{f['dataset']}/{f['path']}" for f in kept["files"]}
@@ -167,7 +168,7 @@ def _check_invariant(fs: Any, layout: Layout, replaced: list[dict[str, Any]]) ->
 def _next_run_publishes(fs: Any, layout: Layout) -> None:
     _takes_over_and_publishes(fs, layout, "next-run", NEXT, MUCH_LATER)
     assert _version_of(wap.published_manifest(fs, layout, DATE))["run_id"] == "next-run"
-    assert _version_of(wap.previous_manifest(fs, layout, DATE))["run_id"] == "second-run"
+    assert _version_of(previous_manifest(fs, layout, DATE))["run_id"] == "second-run"
     staging = layout.staging_date(DATE)  # what the paused run wrote there on waking is gone
     assert not fs.exists(staging) or not fs.find(staging)
 

@@ -15,6 +15,7 @@ from processing.adapters.date_lock import DateLock, holder_of
 from processing.logic.layout import Layout, retag
 from processing.spec.errors import ConfigError, DamagedError, LockLostError
 from tests.faults.storage_steps import wrap_steps
+from tests.kept_version import previous_manifest
 from tests.s3.conftest import Lake
 from tests.tags import run_tag
 
@@ -131,7 +132,7 @@ def test_publish_replaces_exactly_the_date_and_keeps_the_previous(published_old)
 
     assert _published(fs, layout) == _expected(NEW)
     assert _published(fs, layout, OTHER) == other
-    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == OLD
+    assert _version_of(previous_manifest(fs, layout, DATE)) == OLD
     assert not fs.exists(layout.staging_date(DATE))
     assert 0 <= outcome.window < 30
     assert holder_of(fs, layout.lock(DATE)) is None
@@ -233,7 +234,7 @@ def test_a_publish_that_dies_anywhere_is_completed_by_the_next_run(
     if steps > 0:
         assert outcome.completed == ["new-run"]
         assert _published(fs, layout) == _expected(NEW)
-        assert _version_of(wap.previous_manifest(fs, layout, DATE)) == middle
+        assert _version_of(previous_manifest(fs, layout, DATE)) == middle
         assert _tree(fs, layout.previous(DATE)) == _expected(middle)  # nothing more
     else:  # died before its intent: nothing of it was published
         assert _published(fs, layout) == _expected(middle)
@@ -261,7 +262,7 @@ def test_rollback_restores_the_previous_version_and_can_be_undone(published_old)
     assert data == {
         k: v for k, v in _expected(renamed).items() if not k.endswith("_manifest.json")
     }  # the same bytes, file by file, under the rollback's names
-    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == NEW
+    assert _version_of(previous_manifest(fs, layout, DATE)) == NEW
 
     _rollback(fs, layout, "rollback_2")
     again = _published(fs, layout)
@@ -401,7 +402,7 @@ def test_a_retried_rollback_does_not_undo_itself(
     restored = _rollback(fs, layout, "rollback_2", clock=lambda: LATER)  # the operator retries
     assert restored["run_id"] == "old-run"
     assert restored["restored_by"] == "rollback_1"
-    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == NEW
+    assert _version_of(previous_manifest(fs, layout, DATE)) == NEW
 
 
 def _reported(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -432,13 +433,13 @@ def test_reports_move_with_their_version_and_a_lost_one_blocks_nothing(lake: Lak
     report = f"events/{new['reports'][0]['path']}"
     assert _published(fs, layout)[report] == f"new-run:{new['reports'][0]['path']}".encode()
     assert f"events/{old['reports'][0]['path']}" not in _published(fs, layout)  # no stale one
-    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == old  # kept, report and all
+    assert _version_of(previous_manifest(fs, layout, DATE)) == old  # kept, report and all
 
     fs.rm_file(f"{layout.events_date(DATE)}/{new['reports'][0]['path']}")  # lost, somehow
     third = _reported(_version("third-run", ("view",)))
     _publish(fs, layout, third)  # and its own report never made it to the staging
     assert _version_of(wap.published_manifest(fs, layout, DATE)) == {**third, "reports": []}
-    assert _version_of(wap.previous_manifest(fs, layout, DATE)) == {**new, "reports": []}
+    assert _version_of(previous_manifest(fs, layout, DATE)) == {**new, "reports": []}
 
     restored = _rollback(fs, layout, "rollback_1")  # the previous, without its lost report
     assert restored["run_id"] == "new-run" and restored["reports"] == []

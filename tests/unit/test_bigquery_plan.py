@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processing.emulator.tables import MatchCounter, Unit, balance
-from processing.logic import bigquery as bq
+from processing.logic import bigquery_plan as bq
 
 
 def test_table_url_parses_and_names_the_resource() -> None:

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from processing.logic import capacity as cap
-from processing.logic.bigquery import TIB, stream_counts
+from processing.logic.bigquery_plan import TIB, stream_counts
 from processing.spec.errors import ConfigError
 from processing.spec.settings import PRICES, Settings
 

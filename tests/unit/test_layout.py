@@ -17,13 +17,6 @@ PATHS = [
         "/lake", "events_date", (DATE,), "/lake/events/event_date=2023-10-23", id="events-date"
     ),
     pytest.param(
-        "/lake",
-        "events_partition",
-        (DATE, "add_to_cart"),
-        "/lake/events/event_date=2023-10-23/event_name=add_to_cart",
-        id="events-partition",
-    ),
-    pytest.param(
         "/lake", "rejected_date", (DATE,), "/lake/rejected/event_date=2023-10-23", id="rejected"
     ),
     pytest.param(
@@ -55,9 +48,9 @@ PATHS = [
     ),
     pytest.param(
         "s3://bucket/lake//",
-        "events_partition",
-        (dt.date(2024, 2, 29), "view"),
-        "s3://bucket/lake/events/event_date=2024-02-29/event_name=view",
+        "events_date",
+        (dt.date(2024, 2, 29),),
+        "s3://bucket/lake/events/event_date=2024-02-29",
         id="url-root-leap-day",
     ),
     pytest.param(
@@ -122,9 +115,9 @@ RELATIVE = [
 @pytest.mark.parametrize(("event_name", "piece", "sequence", "expected"), RELATIVE)
 def test_relative_event_file(event_name: str, piece: int, sequence: int, expected: str) -> None:
     assert f"{lo.partition_dir(event_name)}/{lo.file_name(piece, sequence, TAG)}" == expected
-    partition = lo.Layout("/lake").events_partition(DATE, event_name)
-    full = f"{lo.Layout('/lake').events_date(DATE)}/{expected}"
-    assert full == f"{partition}/{lo.file_name(piece, sequence, TAG)}"
+    events = lo.Layout("/lake").events_date(DATE)
+    full = f"{events}/{lo.partition_dir(event_name)}/{lo.file_name(piece, sequence, TAG)}"
+    assert full == f"{events}/{expected}"
 
 
 @pytest.mark.parametrize(
@@ -145,6 +138,12 @@ def test_lock_is_hidden_from_readers_and_per_date() -> None:
     layout = lo.Layout("bucket/lake")
     assert layout.lock(DATE) == "bucket/lake/_locks/event_date=2023-10-23.json"
     assert layout.lock(DATE) != layout.lock(DATE + dt.timedelta(days=1))
+
+
+def test_failure_marker_is_hidden_from_readers_and_per_date() -> None:
+    layout = lo.Layout("bucket/lake")
+    assert layout.failure_marker(DATE) == "bucket/lake/_alerts/event_date=2023-10-23.failed"
+    assert layout.failure_marker(DATE) != layout.failure_marker(DATE + dt.timedelta(days=1))
 
 
 UNSAFE_EVENT_NAMES = [
@@ -169,8 +168,6 @@ UNSAFE_EVENT_NAMES = [
 
 @pytest.mark.parametrize("event_name", UNSAFE_EVENT_NAMES)
 def test_unsafe_event_names_refused(event_name: str) -> None:
-    with pytest.raises(ValueError, match="not a safe partition value"):
-        lo.Layout("/lake").events_partition(DATE, event_name)
     with pytest.raises(ValueError, match="not a safe partition value"):
         lo.partition_dir(event_name)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from processing.spec.errors import ConfigError
-from processing.spec.settings import Settings, unknown_variables
+from processing.spec.settings import Secret, Settings, reveal, unknown_variables
 
 REQUIRED_ENV = {
     "PROCESSING_DATE": "2023-10-23",
@@ -33,7 +33,7 @@ def test_defaults_from_required_env_only() -> None:
     }
     for name, default in defaults.items():
         assert getattr(settings, name) == default, name
-    assert settings.storage_options == {}
+    assert settings.storage_options.reveal() == {}
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ ENV_PARSING = [
 @pytest.mark.parametrize(("variable", "text", "field", "expected"), ENV_PARSING)
 def test_env_values_are_parsed(variable: str, text: str, field: str, expected: Any) -> None:
     settings = Settings.load({**REQUIRED_ENV, variable: text})
-    value = getattr(settings, field)
+    value = reveal(getattr(settings, field))  # a secret's value, as parsed
     assert value == expected
     assert type(value) is type(expected)
 
@@ -149,7 +149,7 @@ FLAG_WINS = [
 @pytest.mark.parametrize(("field", "variable", "env_text", "flag"), FLAG_WINS)
 def test_flags_win_over_env(field: str, variable: str, env_text: str, flag: Any) -> None:
     settings = Settings.load({**REQUIRED_ENV, variable: env_text}, **{field: flag})
-    assert getattr(settings, field) == flag
+    assert reveal(getattr(settings, field)) == flag
 
 
 def test_none_flags_are_ignored() -> None:
@@ -251,13 +251,45 @@ def test_repr_hides_storage_options(how: str) -> None:
         )
     else:
         settings = Settings.load(REQUIRED_ENV, storage_options=SECRETS)
-    assert settings.storage_options == SECRETS  # the values are there ...
+    assert settings.storage_options.reveal() == SECRETS  # the values are there ...
     for text in (repr(settings), str(settings), f"{settings}", repr([settings])):
         for secret in SECRETS.values():
             assert secret not in text  # ... but never shown
         assert "storage_options" in text
         assert "/tmp/lake" in text  # other settings are shown
     assert "***" in repr(settings)
+
+
+@pytest.mark.parametrize("how", ["env", "flag", "file", "replace"])
+def test_secrets_are_secret_types_whichever_way_they_come(how: str, tmp_path) -> None:
+    url = "https://pusher:hunter2-very-secret@push.example.com"
+    if how == "env":
+        settings = Settings.load({**REQUIRED_ENV, "PROCESSING_PUSHGATEWAY": url})
+    elif how == "flag":
+        settings = Settings.load(REQUIRED_ENV, pushgateway=url)
+    elif how == "file":
+        (tmp_path / "url").write_text(url + "\n")
+        settings = Settings.load(REQUIRED_ENV, pushgateway_file=str(tmp_path / "url"))
+    else:
+        settings = Settings.load(REQUIRED_ENV).replace(pushgateway=url)
+    assert isinstance(settings.pushgateway, Secret)
+    assert isinstance(settings.storage_options, Secret)
+    assert settings.pushgateway.reveal() == url
+    secret = settings.pushgateway
+    shown = [repr(settings), str(settings), f"{settings}", repr(vars(settings))]
+    shown += [str(secret), repr(secret), f"{secret:>40}"]
+    for text in shown:
+        assert "hunter2" not in text
+    again = pickle.loads(pickle.dumps(settings))
+    assert again.pushgateway.reveal() == url and again == settings
+
+
+def test_a_secret_reveals_only_on_request() -> None:
+    secret = Secret({"secret": "hunter2"})
+    assert str(secret) == "***" and repr(secret) == "'***'" and f"{secret}" == "***"
+    assert secret == Secret({"secret": "hunter2"}) and secret != {"secret": "hunter2"}
+    assert secret and not Secret("") and repr(Secret({})) == "{}"
+    assert reveal(secret) == {"secret": "hunter2"} and reveal("plain") == "plain"
 
 
 def test_repr_of_empty_storage_options() -> None:
@@ -336,7 +368,7 @@ def test_a_secret_can_be_given_as_a_file(how: str, tmp_path) -> None:
         settings = Settings.load({**REQUIRED_ENV, "PROCESSING_STORAGE_OPTIONS_FILE": str(path)})
     else:
         settings = Settings.load(REQUIRED_ENV, storage_options_file=str(path))
-    assert settings.storage_options == SECRETS
+    assert settings.storage_options.reveal() == SECRETS
     assert "hunter2" not in repr(settings)
     missing = tmp_path / "missing"
     with pytest.raises(ConfigError, match=r"PROCESSING_STORAGE_OPTIONS_FILE .*: cannot read"):

@@ -14,7 +14,7 @@ from processing.adapters.sources.base import Piece, Source, SourcePlan
 from processing.adapters.sources.bigquery import BigQueryOptions, BigQuerySource
 from processing.adapters.sources.jsonl import plan_jsonl
 from processing.adapters.storage import filesystem, on_local_disk
-from processing.logic.bigquery import SCHEME
+from processing.logic.bigquery_plan import SCHEME
 from processing.spec.errors import InputError
 
 __all__ = [

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from processing.adapters.sources.arrow_files import check_input_schema, conform
 from processing.adapters.sources.base import Piece, SourcePlan
-from processing.logic import bigquery as bq
+from processing.logic import bigquery_plan as bq
 from processing.spec import schema as s
 from processing.spec.errors import (
     ConfigError,

@@ -110,7 +110,7 @@ def plan(args: argparse.Namespace) -> int:
     event_names = args.event_names
     settings = settings_for(args, "plan")
     from processing.app.context import source_for, task_slots
-    from processing.logic.bigquery import suggested_slots
+    from processing.logic.bigquery_plan import suggested_slots
 
     plan = source_for(settings).plan(settings.date, settings.piece_rows)
     d = plan.details

@@ -63,7 +63,7 @@ def _emulator_s3(args: argparse.Namespace) -> int:
 def emulator(args: argparse.Namespace) -> int:
     if args.service == "s3":
         return _emulator_s3(args)
-    from processing.emulator.bigquery import Emulator, Faults
+    from processing.emulator.bigquery_storage import Emulator, Faults
 
     setup_logging("INFO")
     tables = {}

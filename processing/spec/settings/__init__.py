@@ -5,8 +5,9 @@ flags (flags win). Library code receives it; it never reads the environment itse
 
 A command takes only the sections it uses (see ``processing.app.cli``); ``Settings.load`` is
 told which settings the command requires, and names the flag and the variable of anything
-missing or wrong. A secret (``secret`` in a field's metadata) is never printed, and can also be
-given as a file: ``--x-file PATH`` or ``PROCESSING_X_FILE=PATH``.
+missing or wrong. A secret (``secret`` in a field's metadata) is a :class:`Secret`: never printed
+(its code calls ``.reveal()`` where it hands the value over), and can also be given as a file:
+``--x-file PATH`` or ``PROCESSING_X_FILE=PATH``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from processing.spec.settings.run import RunSettings
 from processing.spec.settings.s3_storage import S3_SSE, StorageSettings
 from processing.spec.settings.types import (
     ENV_PREFIX,
+    Secret,
     Section,
     flag_of,
     parse_bool,
@@ -48,6 +50,7 @@ from processing.spec.settings.types import (
     parse_instant,
     parse_json_object,
     parse_size,
+    reveal,
     variable_of,
 )
 
@@ -62,6 +65,7 @@ __all__ = [
     "RUN_REQUIRED",
     "S3_SSE",
     "SECTIONS",
+    "Secret",
     "Section",
     "Settings",
     "flag_of",
@@ -70,6 +74,7 @@ __all__ = [
     "parse_instant",
     "parse_json_object",
     "parse_size",
+    "reveal",
     "unknown_variables",
     "variable_of",
 ]

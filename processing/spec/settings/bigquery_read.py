@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from processing.spec.bigquery import check_options
+from processing.spec.bigquery_limits import check_options
 from processing.spec.errors import ConfigError
 from processing.spec.settings.types import Section, option, parse_instant
 

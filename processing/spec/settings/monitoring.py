@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from processing.spec.settings.types import Section, option
+from processing.spec.settings.types import Secret, Section, option
 
 
 @dataclass(frozen=True, kw_only=True)
 class MonitoringSettings(Section):
-    pushgateway: str | None = field(
+    pushgateway: Secret[str] | None = field(
         default=None,
         metadata=option(
             help="Prometheus Pushgateway URL for the run's metrics (none: no push); basic auth "

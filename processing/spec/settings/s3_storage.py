@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from processing.spec.settings.types import Section, bad, option, parse_json_object
+from processing.spec.settings.types import Secret, Section, bad, option, parse_json_object
 
 #: Server-side encryption modes S3 applies to an object on write.
 S3_SSE = ("AES256", "aws:kms")
@@ -15,8 +15,8 @@ S3_SSE = ("AES256", "aws:kms")
 
 @dataclass(frozen=True, kw_only=True)
 class StorageSettings(Section):
-    storage_options: Mapping[str, Any] = field(
-        default_factory=dict,
+    storage_options: Secret[Mapping[str, Any]] = field(
+        default_factory=lambda: Secret({}),
         metadata=option(parse_json_object, "fsspec options, as JSON", secret=True),
     )
     s3_endpoint_url: str | None = field(

@@ -6,11 +6,54 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from processing.spec.errors import ConfigError
 
 ENV_PREFIX = "PROCESSING_"
+
+T = TypeVar("T")
+
+
+class Secret(Generic[T]):
+    """A secret setting's value: printed, logged and formatted as ``***`` whatever the way
+    (``repr``, ``str``, an f-string, a settings' repr, a traceback's locals), and handed over
+    only by :meth:`reveal`, at the last moment, by the adapter that uses it. An empty value
+    shows as itself (nothing to hide, and help reads better)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def reveal(self) -> T:
+        return self._value
+
+    def __repr__(self) -> str:
+        return repr(self._value) if not self._value else "'***'"
+
+    def __str__(self) -> str:
+        return str(self._value) if not self._value else "***"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", repr(type(self._value))))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (to a worker) with its value
+        return (Secret, (self._value,))
+
+
+def reveal(value: T | Secret[T]) -> T:
+    """A secret's value, or the value itself when it is not wrapped (a test's or a caller's)."""
+    return value.reveal() if isinstance(value, Secret) else value
 
 
 def flag_of(name: str) -> str:
@@ -28,10 +71,21 @@ def option(
     secret: bool = False,
     shown_default: str | None = None,
 ) -> dict[str, Any]:
-    """A setting's metadata: how its text is parsed, its help, whether it is a secret (never
-    printed; can also be given as a file: ``--x-file`` or ``PROCESSING_X_FILE``), and the
-    default as help shows it when the field's own default does not say it."""
+    """A setting's metadata: how its text is parsed, its help, whether it is a secret (parsed
+    into a :class:`Secret`, never printed; can also be given as a file: ``--x-file`` or
+    ``PROCESSING_X_FILE``), and the default as help shows it when the field's own default does
+    not say it."""
+    if secret:
+        parse = _as_secret(parse)
     return {"parse": parse, "help": help, "secret": secret, "shown_default": shown_default}
+
+
+def _as_secret(parse: Callable[[str], Any]) -> Callable[[str], Secret[Any]]:
+    def parse_secret(text: str) -> Secret[Any]:
+        return Secret(parse(text))
+
+    parse_secret.__name__ = getattr(parse, "__name__", "value")
+    return parse_secret
 
 
 def bad(name: str, message: str, *, flag: bool = True) -> ConfigError:
@@ -48,17 +102,17 @@ class Section:
     section's check."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # a secret given as a plain value (by code) is wrapped too
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value is not None and not isinstance(value, Secret):
+                object.__setattr__(self, f.name, Secret(value))
         for base in type(self).__mro__:
             check = vars(base).get("_check")
             if check is not None:
                 check(self)
 
     def __repr__(self) -> str:
-        shown = {
-            f.name: ("***" if f.metadata.get("secret") and value else value)
-            for f in fields(self)
-            for value in [getattr(self, f.name)]
-        }
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
         return f"{type(self).__name__}({shown})"
 
 

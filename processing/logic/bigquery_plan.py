@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from processing.spec.bigquery import COMPRESSIONS, MAX_STREAMS, check_column, check_options
+from processing.spec.bigquery_limits import COMPRESSIONS, MAX_STREAMS, check_column, check_options
 
 __all__ = ["COMPRESSIONS", "MAX_STREAMS", "check_column", "check_options"]
 

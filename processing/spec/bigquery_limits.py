@@ -1,7 +1,7 @@
 """What a BigQuery read may be asked for: the limits and names the settings are checked against.
 
 The read plan itself (restriction, stream counts, cost) is pure logic in
-``processing.logic.bigquery``; this is the part the settings need, so ``spec`` depends on
+``processing.logic.bigquery_plan``; this is the part the settings need, so ``spec`` depends on
 nothing above it.
 """
 

@@ -47,7 +47,7 @@ from processing.emulator.tables import (
     batches,
     window_mask,
 )
-from processing.logic import bigquery as bq
+from processing.logic import bigquery_plan as bq
 
 log = logging.getLogger(__name__)
 
