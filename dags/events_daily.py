@@ -17,8 +17,11 @@ Each run processes one UTC date **D** on a Dask cluster of its own:
   `publish`, whose work depends on the run's own `process`).
 - CLI: `airflow dags trigger events_daily --conf '{"date": "2023-10-23"}'`.
 - A range, D1 to D2 included: `airflow backfill create --dag-id events_daily --from-date D1
-  --to-date D2+1 --max-active-runs 2` (the run of D2 has the logical date D2 02:00, which
-  `--to-date D2` would leave out).
+  --to-date D2+1 --max-active-runs 2 --reprocess-behavior completed` (the run of D2 has the
+  logical date D2 02:00, which `--to-date D2` would leave out; without the last flag the
+  dates that already ran are skipped).
+- Always name the date: a run given only a logical date (`--logical-date D`, `airflow dags
+  test events_daily D`) would process the day of its data interval instead, and is refused.
 
 Undo a publish: `python -m processing rollback --date D --dest s3://...` (see the README).
 All logic lives in the `processing` package; this file only wires the tasks.

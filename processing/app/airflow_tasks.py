@@ -28,14 +28,30 @@ log = logging.getLogger(__name__)
 
 
 def run_date(context: Mapping[str, Any]) -> dt.date:
-    """The date a run processes: its ``date`` param, else the start of its data interval."""
+    """The date a run processes: its ``date`` param, else the start of its data interval.
+
+    A scheduled or backfill run's logical date is the start of its data interval (D 02:00 for
+    D). A run given another logical date (``airflow dags trigger --logical-date D``, ``airflow
+    dags test events_daily D``) has the data interval that ends there, which starts on an
+    earlier day: such a run is refused, saying how to name the date, instead of processing a
+    day nobody asked for."""
     chosen = (context.get("params") or {}).get("date")
     if chosen:
         return parse_date(str(chosen))
     start = context.get("data_interval_start")
     if start is None:
         raise _fail("a manual run needs a date: trigger it with the param date=YYYY-MM-DD")
-    return start.date()
+    day = start.date()
+    logical = context.get("logical_date")
+    if logical is not None and logical != start:
+        asked = logical.date().isoformat()
+        raise _fail(
+            f"this run's logical date {logical.isoformat()} is not the start of its data "
+            f"interval ({start.isoformat()}): it would process {day}, not {asked}. Name the "
+            f'date instead: airflow dags trigger events_daily --conf \'{{"date": "{asked}"}}\' '
+            "(or the param date in the UI); a range: airflow backfill create (see the DAG's doc)"
+        )
+    return day
 
 
 def pipeline_run_id(context: Mapping[str, Any]) -> str:

@@ -105,8 +105,14 @@ def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
 ) -> None:
     slack = {"conn_type": "slackwebhook", "password": webhook.url}  # the notices' channel
     monkeypatch.setenv("AIRFLOW_CONN_EVENTS_LAKE_SLACK", json.dumps(slack))
-    # as the scheduler runs DATE: after its data interval [DATE 02:00, DATE+1 02:00) ends
-    first = events_dag.test(logical_date=dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC))
+    # a logical date that is not its data interval's start would process another day: refused
+    # (dag.test, like dags trigger --logical-date, gives the run the interval ending there)
+    refused = events_dag.test(logical_date=dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC))
+    assert str(refused.state) == "failed", _states(refused)
+    assert _states(refused)["plan"] == "failed"
+    assert _published(pipeline_env) == {} and _leftovers(pipeline_env) == []
+
+    first = events_dag.test(run_conf={"date": DATE})  # the date named, as the docs say
     assert str(first.state) == "success", _states(first)
     assert set(_states(first).values()) == {"success"}
     manifest = processing.read_manifest(

@@ -24,6 +24,37 @@ def test_the_date_is_the_param_else_the_data_interval() -> None:
     assert run_date(chosen) == dt.date(2023, 9, 30)
 
 
+@pytest.mark.parametrize(
+    "logical",
+    [
+        dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC),  # dags trigger --logical-date 2023-10-24T02:00
+        dt.datetime(2023, 10, 24, tzinfo=dt.UTC),  # dags test events_daily 2023-10-24
+    ],
+)
+def test_a_logical_date_that_would_process_another_day_is_refused(logical: dt.datetime) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    start = dt.datetime(2023, 10, 23, 2, tzinfo=dt.UTC)  # the interval that ends at or before it
+    run = _context(data_interval_start=start, logical_date=logical, params={"date": None})
+    with pytest.raises(AirflowFailException) as refused:
+        run_date(run)
+    assert "it would process 2023-10-23, not 2023-10-24" in str(refused.value)
+    assert """--conf '{"date": "2023-10-24"}'""" in str(refused.value)
+    named = _context(data_interval_start=start, logical_date=logical, params={"date": "2023-10-24"})
+    assert run_date(named) == dt.date(
+        2023, 10, 24
+    )  # the date given wins, whatever the logical date
+
+
+def test_a_scheduled_or_backfill_run_processes_its_data_interval() -> None:
+    start = dt.datetime(2023, 10, 23, 2, tzinfo=dt.UTC)
+    assert run_date(_context(data_interval_start=start, logical_date=start)) == dt.date(
+        2023, 10, 23
+    )
+    no_logical_date = _context(data_interval_start=start, logical_date=None)  # Airflow 3 manual
+    assert run_date(no_logical_date) == dt.date(2023, 10, 23)
+
+
 def test_a_manual_run_without_a_date_fails_saying_how_to_pass_one() -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
