@@ -16,6 +16,7 @@ from typing import Any
 
 from processing.adapters import metrics_push
 from processing.adapters import publish as wap
+from processing.adapters.sources import SourcePlan
 from processing.adapters.storage_errors import storage_errors
 from processing.adapters.verify import DateCheck, check_date
 from processing.adapters.verify import published_dates as verify_dates
@@ -30,6 +31,7 @@ from processing.app.context import (
     utcnow,
 )
 from processing.app.stages import Progress, RunReport
+from processing.app.stages.plan_stage import refuse_a_partial_day
 from processing.logic import run_metrics
 from processing.logic.layout import check_run_id, entry_date
 from processing.spec.errors import (
@@ -55,6 +57,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def plan(settings: Settings) -> SourcePlan:
+    """How ``settings.date`` would be read from ``settings.source`` (a BigQuery read session
+    with its streams and snapshot, or the files and their pieces); nothing is read."""
+    return source_for(settings).plan(settings.date, settings.piece_rows)
 
 
 def run(
@@ -85,6 +93,7 @@ def _run(
     clock: Callable[[], dt.datetime],
     on_progress: Progress | None,
 ) -> RunReport:
+    refuse_a_partial_day(settings, clock())  # before the date's lock: nothing is touched
     with storage_errors():
         fs, layout, _ = destination(settings)
         lock = date_lock(settings, fs, layout, run_id)

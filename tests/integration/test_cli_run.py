@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -113,10 +114,14 @@ def test_sample_day_end_to_end(cli, tmp_path: Path) -> None:
 def test_rerun_same_date_is_identical_and_leaves_no_stale_file(cli, tmp_path: Path) -> None:
     dest = tmp_path / "lake"
     args = ("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1")
-    assert cli(*args).returncode == 0
+    done = cli(*args)
+    assert done.returncode == 0 and "replaced      nothing: the date's first version" in done.stdout
     first_rows, first_files, first = _rows(dest), _parquet_files(dest), _manifest(dest)
-    assert cli(*args).returncode == 0
+    done = cli(*args)
+    assert done.returncode == 0
     second = _manifest(dest)
+    replaced = f"replaced      run {first['run_id']}: rows valid {first['rows_valid']:,} -> "
+    assert replaced in done.stdout, done.stdout
     assert second["run_id"] != first["run_id"]
     assert _rows(dest) == first_rows
     assert second["rows_valid"] == first["rows_valid"]
@@ -133,6 +138,13 @@ def test_rerun_same_date_is_identical_and_leaves_no_stale_file(cli, tmp_path: Pa
     # the same partitions and pieces, named after the new run: a rerun never shares a name
     assert _untagged(first_files) == _untagged(published) and not first_files & published
     assert not (dest / "_staging").exists() or not any((dest / "_staging").rglob("*.parquet"))
+    # the summary's rollback command, as printed, puts the first run back
+    command = re.search(r"kept for a rollback: (.+)", done.stdout)
+    assert command, done.stdout
+    words = shlex.split(command[1])
+    assert words[:3] == ["python", "-m", "processing"]
+    assert cli(*words[3:]).returncode == 0
+    assert _manifest(dest)["run_id"] == first["run_id"] and _rows(dest) == first_rows
 
 
 def test_rerun_with_fewer_rows_removes_old_files(cli, generate, tmp_path: Path) -> None:
@@ -444,6 +456,24 @@ def test_empty_day_is_refused_unless_allowed(cli, tmp_path: Path) -> None:
     assert _manifest(dest)["rows_read"] == 0
 
 
+def test_today_or_a_later_date_is_refused_unless_a_partial_day_is_asked_for(
+    cli, generate, tmp_path: Path
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    source = generate("today.parquet", today.isoformat(), 2000)
+    dest = tmp_path / "lake"
+    for day, when in ((today, "today"), (today + dt.timedelta(days=1), "in the future")):
+        done = cli("run", "--date", day, "--source", source, "--dest", dest, "--workers", "1")
+        assert done.returncode == 2, done.stderr
+        assert f"{day} is {when}" in done.stderr and "--allow-partial-day" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not dest.exists()  # refused before anything was touched, the lock included
+    done = cli("run", "--date", today, "--source", source, "--dest", dest, "--workers", "1",
+               "--allow-partial-day")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _manifest(dest, today.isoformat())["rows_valid"] > 0
+
+
 def test_unreadable_or_foreign_input_is_an_input_error(cli, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -493,6 +523,10 @@ def test_a_source_with_no_row_of_the_date_publishes_nothing(cli, generate, tmp_p
     )  # fmt: skip
     assert done.returncode == 3, done.stderr
     assert "no valid rows" in done.stderr and "outside_run_date=300" in done.stderr
+    assert "300 of the 300 rows read are of another date than 2023-10-23: check --date" in (
+        done.stderr
+    )
+    assert "--allow-empty" not in done.stderr  # publishing an empty day is not the answer
     assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
 
 

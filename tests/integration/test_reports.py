@@ -72,7 +72,11 @@ def test_a_run_publishes_its_reports_and_they_move_with_the_version(tmp_path: Pa
     assert [f["check"] for f in report["findings"]] == ["history"]
     page = files["quality_html"].read_text()
     assert "<svg" in page
-    assert "<title>Dask Performance Report</title>" in files["dask_performance"].read_text()
+    dask_page = files["dask_performance"].read_text()  # titled with the date and the run
+    assert f"<title>Dask performance report: {DATE}, run {m['run_id']}</title>" in dask_page
+    assert "performance_recorded" not in dask_page  # not our own calling code
+    assert f"events-lake: {DATE}, run {m['run_id']}" in dask_page
+    assert first.performance_report == str(files["dask_performance"])
 
     ids = _user_ids(SAMPLE)
     assert len(ids) > 100

@@ -48,8 +48,11 @@ def summary(report: Any) -> str:
         f"  manifest      {report.manifest_path}",
         f"  publish       both versions listable for {report.publish_window_seconds:.2f} s",
     ]
+    lines += _replaced(report)
     for notice in getattr(report, "notices", ()):
         lines.append(f"  repaired      {notice}")
+    if getattr(report, "performance_report", None):
+        lines.append(f"  dask report   {report.performance_report}")
     if report.quality_report:
         warnings = [f["message"] for f in report.findings if f["severity"] == "warning"]
         notes = [f["message"] for f in report.findings if f["severity"] != "warning"]
@@ -60,6 +63,21 @@ def summary(report: Any) -> str:
         if not report.findings:
             lines.append("                nothing unusual against the days before")
     return "\n".join(lines)
+
+
+def _replaced(report: Any) -> list[str]:
+    """What the run replaced, and how to have it back (nothing when not known)."""
+    before = getattr(report, "replaced", None)
+    if before is None:
+        return []
+    if not before:
+        return ["  replaced      nothing: the date's first version"]
+    m = report.manifest
+    return [
+        f"  replaced      run {before['run_id']}: rows valid {before['rows_valid']:,} -> "
+        f"{m['rows_valid']:,}, rejected {before['rows_rejected']:,} -> {m['rows_rejected']:,}",
+        f"                kept for a rollback: {report.rollback_command}",
+    ]
 
 
 def rollback(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from processing.app.piece_task import too_many_event_names
 from processing.app.stages.records import AuditRecord, ProcessRecord, RunRecords
 from processing.app.stages.scope import stage
 from processing.logic.manifest import RunTotals
+from processing.spec import rules as r
+from processing.spec import schema as s
 from processing.spec.errors import AuditError, ConfigError, InputError
 from processing.spec.settings import Settings
 
@@ -50,8 +52,21 @@ def _top_reasons(totals: RunTotals) -> str:
     return ", ".join(f"{k}={v}" for k, v in top) or "none"
 
 
+def _wrong_date_hint(totals: RunTotals, settings: Settings) -> str:
+    """When most rows read are of another day than the run's: say so (a wrong --date, or a
+    source of another day), instead of letting it look like a day of bad data."""
+    outside = totals.rejected_by_reason.get(r.reason(s.EVENT_DATETIME, r.OUTSIDE_RUN_DATE), 0)
+    if not totals.rows_read or outside <= totals.rows_read / 2:
+        return ""
+    return (
+        f"{outside:,} of the {totals.rows_read:,} rows read are of another date than "
+        f"{settings.date}: check --date (or that the source holds that day)"
+    )
+
+
 def check_totals(totals: RunTotals, settings: Settings) -> None:
     """The run's limits: event names, an empty day, the share of rejected rows."""
+    hint = _wrong_date_hint(totals, settings)
     if len(totals.valid_by_event) > settings.max_event_names:
         raise too_many_event_names(
             settings.date,
@@ -62,8 +77,12 @@ def check_totals(totals: RunTotals, settings: Settings) -> None:
     if totals.rows_valid == 0 and not settings.allow_empty:
         raise InputError(
             f"the source has no valid rows for {settings.date} ({totals.rows_read} read; "
-            f"rejected: {_top_reasons(totals)}); nothing published "
-            "(pass --allow-empty to publish an empty day)"
+            f"rejected: {_top_reasons(totals)}); "
+            + (
+                f"{hint}; nothing published"
+                if hint
+                else "nothing published (pass --allow-empty to publish an empty day)"
+            )
         )
     if (
         totals.rows_read
@@ -74,4 +93,5 @@ def check_totals(totals: RunTotals, settings: Settings) -> None:
             f"{share:.1%} of rows were rejected, above max_rejected_fraction "
             f"{settings.max_rejected_fraction:.1%}; nothing published. Top reasons: "
             + _top_reasons(totals)
+            + (f". {hint}" if hint else "")
         )

@@ -14,6 +14,7 @@ from processing.adapters.storage import redact_url
 from processing.app.context import source_for, utcnow
 from processing.app.stages.records import PlanRecord
 from processing.app.stages.scope import stage
+from processing.spec.errors import ConfigError
 from processing.spec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def begin(
 
     Returns the plan's record (kept for the later stages) and the source with its plan."""
     began = time.perf_counter()
+    refuse_a_partial_day(settings, clock())
     with stage(settings, run_id, lock) as scope:
         prepared = wap.prepare(scope.fs, scope.layout, settings.date, run_id, scope.lock)
         for notice in prepared.notices:
@@ -59,3 +61,15 @@ def begin(
         len(plan.pieces),
     )
     return record, (source, plan)
+
+
+def refuse_a_partial_day(settings: Settings, now: dt.datetime) -> None:
+    """Today (UTC) or a later date is still being written: refused, unless asked for."""
+    today = now.astimezone(dt.UTC).date()
+    if settings.date >= today and not settings.allow_partial_day:
+        when = "today" if settings.date == today else "in the future"
+        raise ConfigError(
+            f"{settings.date} is {when} (UTC {today}): its events are not all in yet, so it "
+            "would be published partial. Run it after the day ends, or pass "
+            "--allow-partial-day (PROCESSING_ALLOW_PARTIAL_DAY=true) to publish what is there"
+        )

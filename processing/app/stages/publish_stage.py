@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +39,15 @@ class RunReport:
     #: the data-quality report (HTML) beside the manifest, and what it found
     quality_report: str | None = None
     findings: tuple[dict[str, str], ...] = ()
+    #: Dask's performance report of the run (task stream, worker profiles), beside it
+    performance_report: str | None = None
     #: what the run found and repaired on its way: a damaged published version it replaced, an
     #: interrupted publish it completed or abandoned (one sentence each)
     notices: tuple[str, ...] = ()
+    #: the version this run replaced (run id and counts), ``{}`` when the date had none, None
+    #: when not known (a retried publish); and the command that publishes it again
+    replaced: Mapping[str, Any] | None = None
+    rollback_command: str | None = None
 
 
 def publish(
@@ -54,6 +61,7 @@ def publish(
     Repeatable: a publish interrupted half way is completed; one that already completed is
     reported."""
     report: dict[str, Any] | None = None
+    replaced: Mapping[str, Any] | None = None
     with stage(settings, run_id, lock) as scope:
         fs, layout, held, date = scope.fs, scope.layout, scope.lock, settings.date
         facts = scope.records.plan()
@@ -80,6 +88,7 @@ def publish(
             if published and published.get("run_id") in {run_id, staging_id}:
                 manifest, window = published, 0.0  # a retry after the publish: report it
             else:
+                replaced = _facts(published) if published else {}
                 manifest, window, report, found = _publish_staging(scope, settings, clock=clock)
                 notices += found
         if report is None:  # a retried publish: the report is the published one
@@ -102,6 +111,7 @@ def publish(
         password_file=settings.pushgateway_password_file,
     )
     html = reports.entry_of(manifest, reports.QUALITY_HTML)
+    dask = reports.entry_of(manifest, reports.DASK_PERFORMANCE)
     events_date = layout.events_date(date)
     return RunReport(
         manifest=manifest,
@@ -115,7 +125,19 @@ def publish(
         else None,
         findings=tuple(report["findings"]) if report else ((_UNREAD_REPORT,) if html else ()),
         notices=tuple(notices),
+        performance_report=url_of(settings.dest, f"{events_date}/{dask['path']}", layout.root)
+        if dask
+        else None,
+        replaced=replaced,
+        rollback_command=f"python -m processing rollback --date {date} --dest "
+        + shlex.quote(redact_url(settings.dest)),
     )
+
+
+def _facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What a summary says of a version it replaced."""
+    keys = ("run_id", "rows_read", "rows_valid", "rows_rejected")
+    return {k: manifest.get(k) for k in keys}
 
 
 def _publish_staging(

@@ -19,6 +19,12 @@ class AuditLimits(Section):
         ),
     )
     allow_empty: bool = field(default=False, metadata=option(parse_bool, "publish a day of 0 rows"))
+    allow_partial_day: bool = field(
+        default=False,
+        metadata=option(
+            parse_bool, "process today (UTC) or a later date: a day whose events are not all in"
+        ),
+    )
 
     def _check(self) -> None:
         if not 0.0 <= self.max_rejected_fraction <= 1.0:
