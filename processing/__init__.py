@@ -1,9 +1,10 @@
 """Move a day of user-action events into a hive-partitioned, validated Parquet lake on Dask.
 
-Entry points: ``python -m processing`` (the CLI), :func:`run` (one date, from Settings), and the
-readers for analysts: :func:`events_dataset`, :func:`rejected_dataset`, :func:`read_manifest`,
-:func:`published_dates`. Names are imported on first use, so ``import processing`` (from a DAG
-file, or for ``--help``) stays cheap.
+Entry points: ``python -m processing`` (the CLI), :func:`run` (one date, from Settings), with
+:func:`plan` (how the date would be read) and :func:`summary` (a run's report as the CLI prints
+it), and the readers for analysts: :func:`events_dataset`, :func:`rejected_dataset`,
+:func:`read_manifest`, :func:`published_dates`. Names are imported on first use, so ``import
+processing`` (from a DAG file, or for ``--help``) stays cheap.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
         read_manifest,
         rejected_dataset,
     )
-    from processing.app.pipeline import RunReport, run
+    from processing.app.cli.lake_commands import summary
+    from processing.app.pipeline import RunReport, plan, run
     from processing.spec.schema import SCHEMA_VERSION
     from processing.spec.settings import Settings
 
@@ -27,6 +29,8 @@ _EXPORTS = {
     "Settings": "processing.spec.settings",
     "RunReport": "processing.app.pipeline",
     "run": "processing.app.pipeline",
+    "plan": "processing.app.pipeline",
+    "summary": "processing.app.cli.lake_commands",
     "events_dataset": "processing.adapters.lake_reader",
     "published_dates": "processing.adapters.lake_reader",
     "read_manifest": "processing.adapters.lake_reader",
@@ -38,10 +42,12 @@ __all__ = [
     "RunReport",
     "Settings",
     "events_dataset",
+    "plan",
     "published_dates",
     "read_manifest",
     "rejected_dataset",
     "run",
+    "summary",
 ]
 
 

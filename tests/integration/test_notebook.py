@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
@@ -129,6 +131,7 @@ def test_notebook_runs_on_a_fresh_lake(
     ]
     errors = [_output_text(o) for _, o in outputs if o.output_type == "error"]
     assert not errors, "\n\n".join(errors)
+    assert not _warnings(o for _, o in outputs)
     unexecuted = [
         i
         for i, cell in enumerate(nb.cells)
@@ -142,6 +145,26 @@ def test_notebook_runs_on_a_fresh_lake(
         f"no output mentions rows_read={rows_read}"
     )
     assert "matches pyarrow: True" in text, "DuckDB and pyarrow disagree on the day's events"
+
+
+def _warnings(outputs: Iterable[nbformat.NotebookNode]) -> list[str]:
+    """What a reader would see as a warning under a cell."""
+    return [
+        o.text
+        for o in outputs
+        if o.output_type == "stream" and o.name == "stderr" and "Warning" in o.text
+    ]
+
+
+def test_the_notebooks_use_only_the_public_api() -> None:
+    """``processing``'s own names (and the emulator, a tool of its own), never its internals,
+    which move: what a reader copies from a notebook keeps working."""
+    for path in (NOTEBOOK, RUN_AND_RERUN):
+        code = "\n".join(
+            c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+        )
+        internal = re.findall(r"^\s*(?:from|import) (processing\.[\w.]+)", code, flags=re.M)
+        assert all(m.startswith("processing.emulator") for m in internal), (path.name, internal)
 
 
 def _execute(notebook: Path, kernel: str, env: dict[str, str]) -> tuple[nbformat.NotebookNode, str]:
@@ -161,6 +184,7 @@ def _execute(notebook: Path, kernel: str, env: dict[str, str]) -> tuple[nbformat
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     errors = [_output_text(o) for o in outputs if o.output_type == "error"]
     assert not errors, "\n\n".join(errors)
+    assert not _warnings(outputs)
     return nb, "\n".join(_output_text(o) for o in outputs)
 
 
