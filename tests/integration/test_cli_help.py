@@ -3,9 +3,13 @@ variables, examples and exit codes; usage errors and misspelled variables in one
 
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 
 from processing.app.cli import main
+from tests.conftest import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +76,35 @@ def test_a_misspelled_variable_is_a_warning_and_the_missing_setting_an_error(
         "warning: PROCESSING_DESTT is not a setting and is ignored; did you mean PROCESSING_DEST?",
         "error: missing required setting 'dest': pass --dest or set PROCESSING_DEST",
     ]
+
+
+def _documented_commands() -> list[list[str]]:
+    """Every ``python -m processing ...`` line of the README's shell blocks, as arguments
+    (continued lines joined, comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    found = []
+    for language, block in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S):
+        if language not in ("bash", "sh", "console", ""):
+            continue
+        for line in block.replace("\\\n", " ").splitlines():
+            if "python -m processing " not in line:
+                continue
+            words = shlex.split(line, comments=True)
+            while words and "=" in words[0] and not words[0].startswith("-"):
+                words = words[1:]  # PROCESSING_X=... python -m processing ...
+            if words[:3] == ["python", "-m", "processing"]:
+                found.append([w for w in words[3:] if w != "..."])  # "..." elides the rest
+    return found
+
+
+def test_every_command_the_readme_shows_parses() -> None:
+    """A documented flag that was renamed or removed fails here, not in a reader's terminal."""
+    from processing.app.cli import parser
+
+    commands = _documented_commands()
+    assert len(commands) >= 10, commands
+    for argv in commands:
+        try:
+            parser.build().parse_args(argv)
+        except SystemExit as e:
+            raise AssertionError(f"README: python -m processing {shlex.join(argv)}") from e

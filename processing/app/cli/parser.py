@@ -32,7 +32,7 @@ _COMMANDS = {
 examples:
   python -m processing run --date 2023-10-23 --source data/sample_day.jsonl.gz --dest ./lake
   python -m processing run --date 2023-10-23 --source bigquery://proj.events.day \\
-      --dest s3://lake/events-lake --workers 4
+      --dest s3://lake/events-lake --processes --workers 4   # 4 processes of 1 thread
   PROCESSING_DEST=s3://lake/x python -m processing run --date 2023-10-23 --source day.parquet""",
     ),
     "plan": (
