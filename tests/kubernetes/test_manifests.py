@@ -28,7 +28,17 @@ CHECKOV = "checkov==3.3.30"
 CRDS = (
     Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds"
 )
-WORKLOADS = {"Deployment", "StatefulSet", "Job"}
+WORKLOADS = {"Deployment", "StatefulSet", "Job", "CronJob"}
+
+
+def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod template (metadata and spec) of a workload, a CronJob's through its Jobs'."""
+    spec = workload["spec"]
+    return (
+        spec["jobTemplate"]["spec"]["template"]
+        if workload["kind"] == "CronJob"
+        else spec["template"]
+    )
 
 
 @functools.cache
@@ -61,8 +71,8 @@ def pod_specs(overlay: str) -> Iterator[tuple[str, dict[str, Any], bool]]:
         if d["kind"] in WORKLOADS:
             yield (
                 f"{d['kind']}/{d['metadata']['name']}",
-                d["spec"]["template"]["spec"],
-                d["kind"] != "Job",
+                pod_template(d)["spec"],
+                d["kind"] not in {"Job", "CronJob"},
             )
     template = yaml.safe_load(
         _named(overlay, "ConfigMap", "airflow-pod-template")["data"]["pod_template.yaml"]
@@ -171,7 +181,7 @@ def test_every_reference_resolves(overlay: str) -> None:
 def _pod_labels(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, str]]]:
     for d in docs:
         if d["kind"] in WORKLOADS:
-            yield d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"]
+            yield d["metadata"]["name"], pod_template(d)["metadata"]["labels"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -184,9 +194,9 @@ def test_one_image_for_airflow_task_pods_and_dask(overlay: str) -> None:
         c["image"]
         for d in docs
         if d["kind"] in WORKLOADS
-        and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") == "airflow"
-        for c in d["spec"]["template"]["spec"].get("initContainers", [])
-        + d["spec"]["template"]["spec"]["containers"]
+        and pod_template(d)["metadata"]["labels"].get("app.kubernetes.io/name") == "airflow"
+        for c in pod_template(d)["spec"].get("initContainers", [])
+        + pod_template(d)["spec"]["containers"]
     }
     assert len(images) == 1, images
     (image,) = images

@@ -35,6 +35,7 @@ from tests.kubernetes.test_manifests import (
     _named,
     dask_cluster,
     documents,
+    pod_template,
 )
 
 MONITORING = KUSTOMIZE / "monitoring"
@@ -205,7 +206,7 @@ def other_pods(overlay: str) -> dict[str, dict[str, Any]]:
     """Every other pod of the overlay: its workloads', and a task pod (the executor's template)."""
     ns = namespace(overlay)
     pods = {
-        f"{d['kind']}/{d['metadata']['name']}": in_namespace(d["spec"]["template"], ns)
+        f"{d['kind']}/{d['metadata']['name']}": in_namespace(pod_template(d), ns)
         for d in documents(overlay)
         if d["kind"] in WORKLOADS
     }
