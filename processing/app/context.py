@@ -7,21 +7,27 @@ import datetime as dt
 import logging
 import os
 import secrets
+import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from distributed import Client
 
 from processing.adapters.date_lock import DateLock
+from processing.adapters.glue_catalog import GlueCatalog
 from processing.adapters.sources import BigQueryOptions, Source, open_source
 from processing.adapters.storage import (
     S3Options,
     filesystem,
+    redact_url,
     storage_options_for,
 )
 from processing.logic.bigquery_plan import SCHEME
+from processing.logic.glue_catalog import TableRegistration
 from processing.logic.layout import Layout
 from processing.spec.errors import (
     ConfigError,
+    PipelineError,
     TransientError,
 )
 from processing.spec.settings import Settings
@@ -121,3 +127,46 @@ def url_of(dest: str, path: str, root: str) -> str:
     if "://" in dest and not dest.startswith("file://"):
         return dest.rstrip("/") + path[len(root.rstrip("/")) :]
     return path
+
+
+def glue_catalog(settings: Settings) -> GlueCatalog | None:
+    """The Glue Data Catalog the lake is registered in, or None without ``--glue-database``."""
+    if settings.glue_database is None:
+        return None
+    return GlueCatalog(settings.glue_database, settings.glue_table_prefix)
+
+
+def catalog_command(settings: Settings, date: dt.date) -> str:
+    """The command that registers ``date`` in the settings' Glue catalog."""
+    dest = shlex.quote(redact_url(settings.dest))
+    command = (
+        f"python -m processing catalog --date {date} --dest {dest} "
+        f"--glue-database {settings.glue_database}"
+    )
+    if settings.glue_table_prefix:
+        command += f" --glue-table-prefix {settings.glue_table_prefix}"
+    return command
+
+
+def register_in_catalog(
+    settings: Settings,
+    date: dt.date,
+    manifest: Mapping[str, Any],
+    *,
+    done: str,
+    catalog: GlueCatalog | None = None,
+) -> tuple[TableRegistration, ...]:
+    """Register ``manifest``, the published version of ``date``, in the settings' Glue catalog
+    (nothing without ``--glue-database``). ``done``: what holds whatever happens here (``"the
+    date is published"``), said first by a failure, which keeps its class (configuration or
+    transient) and says how to register the date later."""
+    catalog = catalog or glue_catalog(settings)
+    if catalog is None:
+        return ()
+    try:
+        return catalog.register(settings.dest, date, manifest)
+    except PipelineError as e:
+        raise type(e)(
+            f"{done}; only its registration in the Glue Data Catalog failed: {e}. "
+            f"`{catalog_command(settings, date)}` registers it"
+        ) from e

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from processing.adapters import metrics_push
 from processing.adapters import publish as wap
@@ -24,7 +24,9 @@ from processing.app import stages
 from processing.app.context import (
     date_lock,
     destination,
+    glue_catalog,
     new_run_id,
+    register_in_catalog,
     s3_options,
     source_for,
     task_slots,
@@ -33,8 +35,10 @@ from processing.app.context import (
 from processing.app.stages import Progress, RunReport
 from processing.app.stages.plan_stage import refuse_a_partial_day
 from processing.logic import run_metrics
+from processing.logic.glue_catalog import TableRegistration
 from processing.logic.layout import check_run_id, entry_date
 from processing.spec.errors import (
+    ConfigError,
     DateLockedError,
     Interrupted,
     LockLostError,
@@ -46,8 +50,11 @@ from processing.spec.settings import Settings
 
 __all__ = [
     "DateCheck",
+    "Registered",
+    "RolledBack",
     "RunReport",
     "collect_garbage",
+    "register_dates",
     "rollback",
     "run",
     "s3_options",
@@ -119,12 +126,20 @@ def _run(
             raise
 
 
-def rollback(
-    settings: Settings, clock: Callable[[], dt.datetime] = utcnow
-) -> tuple[dict[str, Any], list[str]]:
+class RolledBack(NamedTuple):
+    """What ``rollback`` did: the manifest published again, what it found and repaired on the
+    way, and what registering it in the Glue Data Catalog did (none without
+    ``--glue-database``)."""
+
+    manifest: dict[str, Any]
+    notices: list[str]
+    catalog: tuple[TableRegistration, ...] = ()
+
+
+def rollback(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> RolledBack:
     """Publish the date's previous version again; the current one becomes the previous one (so
-    a second rollback undoes the first). Returns the restored manifest, and what was found and
-    repaired on the way."""
+    a second rollback undoes the first); then register the restored version in the Glue Data
+    Catalog (with ``--glue-database``), under the same lock."""
     rollback_id = f"rollback_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
     with storage_errors():
         fs, layout, _ = destination(settings)
@@ -136,7 +151,53 @@ def rollback(
                 )
             except (KeyboardInterrupt, Terminated) as e:
                 raise Interrupted(signal_of(e), lock.intent is not None) from e
-    return manifest, outcome.notices
+            done = (
+                f"{settings.date} is rolled back (run {manifest.get('run_id')} is published "
+                "again; do not roll back again, that would undo it)"
+            )
+            catalog = register_in_catalog(settings, settings.date, manifest, done=done)
+    return RolledBack(manifest, outcome.notices, catalog)
+
+
+class Registered(NamedTuple):
+    """What ``catalog`` did for one date: its registration table by table, or why it was
+    skipped."""
+
+    date: dt.date
+    catalog: tuple[TableRegistration, ...] = ()
+    skipped: str | None = None
+
+
+def register_dates(
+    settings: Settings, only: dt.date | None = None, clock: Callable[[], dt.datetime] = utcnow
+) -> list[Registered]:
+    """Register the published version of ``only`` (or of every published date) in the Glue
+    Data Catalog of ``--glue-database``: what a publish does after it switched, for dates
+    published before the catalog was configured, or whose registration failed. Each date under
+    its lock (a publish left open is completed first); a date a live run holds is skipped."""
+    catalog = glue_catalog(settings)
+    if catalog is None:
+        raise ConfigError("catalog needs --glue-database (or PROCESSING_GLUE_DATABASE)")
+    catalog_id = f"catalog_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+    done = []
+    with storage_errors():
+        fs, layout, _ = destination(settings)
+        dates = [only] if only is not None else verify_dates(fs, layout)
+        for date in dates:
+            try:
+                lock = date_lock(settings.replace(date=date), fs, layout, catalog_id)
+                with lock.held():
+                    wap.resolve(fs, layout, date, lock)  # an interrupted publish, completed
+                    manifest = wap.published_manifest(fs, layout, date)
+                    if manifest is None:
+                        raise ConfigError(f"{date} is not published: there is nothing to register")
+                    registered = register_in_catalog(
+                        settings, date, manifest, done=f"{date} is published", catalog=catalog
+                    )
+                done.append(Registered(date, registered))
+            except DateLockedError as e:
+                done.append(Registered(date, skipped=str(e)))
+    return done
 
 
 def collect_garbage(

@@ -26,12 +26,13 @@ def _help(capsys, *command: str) -> str:
 
 def test_rollback_lists_only_rollbacks_options(capsys) -> None:
     text = _help(capsys, "rollback")
-    for flag in ("--date", "--dest", "--lock-ttl-seconds", "--s3-endpoint-url", "--log-level"):
+    for flag in ("--date", "--dest", "--lock-ttl-seconds", "--s3-endpoint-url", "--log-level",
+                 "--glue-database", "--glue-table-prefix"):  # fmt: skip
         assert flag in text
     for flag in ("--source", "--workers", "--bq-endpoint", "--zstd-level", "--pushgateway",
                  "--smtp-host", "--cluster-spec", "--egress-usd-per-gib"):  # fmt: skip
         assert flag not in text
-    assert len(text.splitlines()) < 50
+    assert len(text.splitlines()) < 56
 
 
 def test_run_help_groups_options_with_defaults_variables_and_examples(capsys) -> None:
@@ -46,9 +47,11 @@ def test_run_help_groups_options_with_defaults_variables_and_examples(capsys) ->
     assert "examples:\n  python -m processing run --date 2023-10-23" in text
     assert "\n  75   transient" in text
     assert "--egress-usd-per-gib" not in text  # plan's and capacity's, not run's
+    assert "\nthe Glue Data Catalog (credentials, region, endpoint: the AWS chain):\n" in text
+    assert "(default: not registered)" in text and "[PROCESSING_GLUE_DATABASE]" in text
 
 
-@pytest.mark.parametrize("command", ["gc", "verify", "plan", "capacity"])
+@pytest.mark.parametrize("command", ["gc", "verify", "plan", "capacity", "catalog"])
 def test_every_command_has_examples_and_exit_codes(capsys, command: str) -> None:
     text = _help(capsys, command)
     assert f"examples:\n  python -m processing {command} " in text

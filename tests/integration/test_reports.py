@@ -94,7 +94,7 @@ def test_a_run_publishes_its_reports_and_they_move_with_the_version(tmp_path: Pa
     on_disk = {p.name for p in (dest / "events" / f"event_date={DATE}" / "_reports").iterdir()}
     assert on_disk == {p.name for p in again.values()}
 
-    restored, _ = rollback(Settings.load({}, date=DATE, dest=str(dest), source=str(SAMPLE)))
+    restored = rollback(Settings.load({}, date=DATE, dest=str(dest), source=str(SAMPLE))).manifest
     assert restored["run_id"] == m["run_id"]
     back = _reports(dest, restored)  # back, as they were, under the rollback's own names
     assert {kind: path.read_bytes() for kind, path in back.items()} == contents

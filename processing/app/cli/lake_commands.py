@@ -1,4 +1,5 @@
-"""``run``, ``rollback``, ``gc`` and ``verify``: the commands that change or check the lake."""
+"""``run``, ``rollback``, ``gc``, ``verify`` and ``catalog``: the commands that change, check or
+register the lake."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from processing.app.cli.options import settings_for
 from processing.logic.capacity import human_bytes
-from processing.spec.errors import ConfigError, DamagedError
+from processing.spec.errors import ConfigError, DamagedError, DateLockedError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +50,7 @@ def summary(report: Any) -> str:
         f"  publish       both versions listable for {report.publish_window_seconds:.2f} s",
     ]
     lines += _replaced(report)
+    lines += _catalog(getattr(report, "catalog", ()))
     for notice in getattr(report, "notices", ()):
         lines.append(f"  repaired      {notice}")
     if getattr(report, "performance_report", None):
@@ -80,17 +82,50 @@ def _replaced(report: Any) -> list[str]:
     ]
 
 
+def _catalog(registrations: Any) -> list[str]:
+    """What registering the date in the Glue Data Catalog did, a line per table."""
+    lines = [r.line() for r in registrations]
+    return [f"  {'catalog' if i == 0 else '':<14}{line}" for i, line in enumerate(lines)]
+
+
 def rollback(args: argparse.Namespace) -> int:
     settings = settings_for(args, "rollback")
     from processing.app.pipeline import rollback
 
-    restored, notices = rollback(settings)
+    restored, notices, catalog = rollback(settings)
     for notice in notices:
         print(f"  repaired: {notice}")
     print(
         f"rolled back {settings.date}: run {restored['run_id']} is published again "
         f"({restored['rows_valid']:,} valid, {restored['rows_rejected']:,} rejected rows)"
     )
+    for line in _catalog(catalog):
+        print(line)
+    return 0
+
+
+def catalog(args: argparse.Namespace) -> int:
+    if args.all == (args.date is not None):
+        raise ConfigError("catalog needs --date D or --all (not both)")
+    settings = settings_for(args, "catalog")  # catalog's --date is which dates, not a setting
+    from processing.app.pipeline import register_dates
+
+    done = register_dates(settings, args.date)
+    if not done:
+        print("no published date")
+    for registered in done:
+        if registered.skipped:
+            print(f"{registered.date}: skipped, {registered.skipped}")
+        for registration in registered.catalog:
+            print(registration.line())
+    skipped = sum(1 for r in done if r.skipped)
+    if skipped:
+        print(
+            f"error: {skipped} date(s) held by a live run were not registered: run catalog "
+            "again once it has finished (a run given --glue-database registers its date itself)",
+            file=sys.stderr,
+        )
+        return DateLockedError.exit_code
     return 0
 
 

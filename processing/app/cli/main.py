@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rollback": lake_commands.rollback,
             "gc": lake_commands.collect_garbage,
             "verify": lake_commands.verify,
+            "catalog": lake_commands.catalog,
             "emulator": tool_commands.emulator,
             "generate": tool_commands.generate,
         }

@@ -19,6 +19,7 @@ from processing.spec.settings import (
     SECTIONS,
     AuditLimits,
     BigQuerySettings,
+    GlueCatalogSettings,
     LocalClusterSettings,
     LockSettings,
     MonitoringSettings,
@@ -56,7 +57,7 @@ class Command:
 _RUN_OWN: tuple[str, ...] = ("date", "source", "dest", "run_id", "piece_rows", "batch_rows")
 _RUN_OWN += ("task_retries", "performance_report", "log_level")
 _RUN: tuple[type[Any], ...] = (LocalClusterSettings, WriterSettings, AuditLimits, *_LAKE)
-_RUN += (BigQuerySettings, MonitoringSettings)
+_RUN += (BigQuerySettings, MonitoringSettings, GlueCatalogSettings)
 _PLAN: tuple[type[Any], ...] = (LocalClusterSettings, KubeClusterSettings, StorageSettings)
 _PLAN += (BigQuerySettings, PriceSettings)
 _PLAN_OWN = ("date", "source", "piece_rows", "target_file_size", "log_level")
@@ -66,7 +67,12 @@ _CAPACITY_OWN = ("target_file_size", "bq_max_streams", "bq_compression")
 COMMANDS: dict[str, Command] = {
     "run": Command(_names(*_RUN, also=_RUN_OWN), ("date", "source", "dest")),
     "plan": Command(_names(*_PLAN, also=_PLAN_OWN, but=_AIRFLOW_ONLY), ("date", "source")),
-    "rollback": Command(_names(*_LAKE, also=("date", "dest", "log_level")), ("date", "dest")),
+    "rollback": Command(
+        _names(*_LAKE, GlueCatalogSettings, also=("date", "dest", "log_level")), ("date", "dest")
+    ),
+    "catalog": Command(
+        _names(*_LAKE, GlueCatalogSettings, also=("dest", "log_level")), ("dest", "glue_database")
+    ),
     "gc": Command(_names(*_LAKE, also=("dest", "log_level")), ("dest",)),
     "verify": Command(_names(StorageSettings, also=("dest", "log_level")), ("dest",)),
     "capacity": Command(_names(PriceSettings, also=_CAPACITY_OWN), ()),

@@ -12,7 +12,7 @@ from processing.spec.settings import parse_date
 
 EXIT_CODES = """\
 exit codes:
-  0    done (published, rolled back, nothing damaged)
+  0    done (published, rolled back, registered, nothing damaged)
   2    bad configuration or arguments: fix them, do not retry
   3    input error (source missing, unreadable, wrong schema, no valid row): fix the source
   4    audit failed, the lock was lost, or a damaged date was found: nothing was published
@@ -69,6 +69,18 @@ examples:
   python -m processing verify --dest ./lake --all
   python -m processing verify --dest s3://lake/events-lake --date 2023-10-23""",
     ),
+    "catalog": (
+        "register published dates in the Glue Data Catalog (--date D, or --all)",
+        "Create the database and the tables if missing (or update their definition), then "
+        "make each date's partitions exactly those of its published version. What run and "
+        "rollback do after a publish when given --glue-database: for dates published before, "
+        "or whose registration failed. Each date under its lock; safe to repeat.",
+        """\
+examples:
+  python -m processing catalog --dest s3://lake/events-lake --glue-database events_lake --all
+  python -m processing catalog --dest s3://lake/events-lake --glue-database events_lake \\
+      --glue-table-prefix prod_ --date 2023-10-23""",
+    ),
     "capacity": (
         "print the streams, workers, wall time, files and cost of a day of any size",
         "The capacity and cost model (processing/logic/capacity.py) for a day of --bytes in "
@@ -100,13 +112,14 @@ def build() -> argparse.ArgumentParser:
             epilog=f"{examples}\n\n{EXIT_CODES}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-    for name in ("gc", "verify"):
+    for name in ("gc", "verify", "catalog"):
         commands[name].add_argument(
             "--date", type=values.flag_type(parse_date), help="only this date (YYYY-MM-DD)"
         )
-    commands["verify"].add_argument(
-        "--all", action="store_true", help="every published date of --dest"
-    )
+    for name in ("verify", "catalog"):
+        commands[name].add_argument(
+            "--all", action="store_true", help="every published date of --dest"
+        )
     values.event_names_flag(commands["plan"])
     _capacity_flags(commands["capacity"])
     for name in _COMMANDS:

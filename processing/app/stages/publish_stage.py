@@ -15,13 +15,14 @@ from processing.adapters import metrics_push, reports
 from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock
 from processing.adapters.storage import redact_url
-from processing.app.context import url_of, utcnow
+from processing.app.context import register_in_catalog, url_of, utcnow
 from processing.app.stages.audit_stage import processed
 from processing.app.stages.records import AuditRecord, PlanRecord, ProcessRecord
 from processing.app.stages.scope import Scope, stage
 from processing.logic import quality, quality_html, run_metrics
+from processing.logic.glue_catalog import TableRegistration
 from processing.logic.manifest import RunTotals, build_manifest
-from processing.spec.errors import LockLostError
+from processing.spec.errors import LockLostError, PipelineError
 from processing.spec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class RunReport:
     #: when not known (a retried publish); and the command that publishes it again
     replaced: Mapping[str, Any] | None = None
     rollback_command: str | None = None
+    #: what registering the date in the Glue Data Catalog did, table by table (none without
+    #: ``--glue-database``)
+    catalog: tuple[TableRegistration, ...] = ()
 
 
 def publish(
@@ -57,11 +61,15 @@ def publish(
     lock: DateLock | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> RunReport:
-    """Write the run's quality report, publish the audited staging, then let go of the date.
+    """Write the run's quality report, publish the audited staging, register the published
+    version in the Glue Data Catalog (with ``--glue-database``), then let go of the date.
     Repeatable: a publish interrupted half way is completed; one that already completed is
-    reported."""
+    reported, and registered again (a retry repairs a failed registration). A registration that
+    fails is raised once the date is published and let go of, saying so."""
     report: dict[str, Any] | None = None
     replaced: Mapping[str, Any] | None = None
+    catalog: tuple[TableRegistration, ...] = ()
+    unregistered: PipelineError | None = None
     with stage(settings, run_id, lock) as scope:
         fs, layout, held, date = scope.fs, scope.layout, scope.lock, settings.date
         facts = scope.records.plan()
@@ -93,6 +101,15 @@ def publish(
                 notices += found
         if report is None:  # a retried publish: the report is the published one
             report = _published_report(scope, date, manifest)
+        try:  # under the date's lock: no other publish of the date registers meanwhile
+            catalog = register_in_catalog(
+                settings,
+                date,
+                manifest,
+                done=f"{date} is published (run {manifest.get('run_id')}) and readable",
+            )
+        except PipelineError as e:
+            unregistered = e
         scope.records.forget()
         if lock is None:
             held.release()
@@ -110,6 +127,8 @@ def publish(
         replace=True,
         password_file=settings.pushgateway_password_file,
     )
+    if unregistered is not None:  # the date is published: only the catalog is behind
+        raise unregistered
     html = reports.entry_of(manifest, reports.QUALITY_HTML)
     dask = reports.entry_of(manifest, reports.DASK_PERFORMANCE)
     events_date = layout.events_date(date)
@@ -131,6 +150,7 @@ def publish(
         replaced=replaced,
         rollback_command=f"python -m processing rollback --date {date} --dest "
         + shlex.quote(redact_url(settings.dest)),
+        catalog=catalog,
     )
 
 

@@ -28,6 +28,7 @@ from processing.spec.settings.date_lock import (
     MIN_LOCK_TTL_SECONDS,
     LockSettings,
 )
+from processing.spec.settings.glue_catalog import GlueCatalogSettings, check_destination
 from processing.spec.settings.kubernetes_cluster import CLUSTERS, KubeClusterSettings
 from processing.spec.settings.local_cluster import LocalClusterSettings
 from processing.spec.settings.monitoring import MonitoringSettings
@@ -87,6 +88,7 @@ SECTIONS: tuple[tuple[type[Section], str], ...] = (
     (AuditLimits, "audit limits"),
     (LockSettings, "the date's lock"),
     (StorageSettings, "storage: fsspec and S3 (credentials: the AWS chain)"),
+    (GlueCatalogSettings, "the Glue Data Catalog (credentials, region, endpoint: the AWS chain)"),
     (BigQuerySettings, "BigQuery source (bigquery://PROJECT.DATASET.TABLE)"),
     (MonitoringSettings, "monitoring"),
     (NoticeSettings, "notices from the Airflow DAG"),
@@ -105,6 +107,7 @@ class Settings(  # fields in the order of SECTIONS (a dataclass collects its bas
     NoticeSettings,
     MonitoringSettings,
     BigQuerySettings,
+    GlueCatalogSettings,
     StorageSettings,
     LockSettings,
     AuditLimits,
@@ -113,6 +116,9 @@ class Settings(  # fields in the order of SECTIONS (a dataclass collects its bas
     RunSettings,
 ):
     """Everything a run needs. Field ``x`` comes from ``--x`` or ``PROCESSING_X``."""
+
+    def _check(self) -> None:  # across sections: each section checks its own values
+        check_destination(self.glue_database, self.dest)
 
     def __repr__(self) -> str:
         return "Settings" + Section.__repr__(self).removeprefix(type(self).__name__)
