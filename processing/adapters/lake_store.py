@@ -58,6 +58,14 @@ class LakeStore(ABC):
         """Write a small JSON object so that readers see the old or the new one, never a part."""
         self.put_atomic(path, json.dumps(document, indent=2).encode())
 
+    def put_marker(self, path: str) -> None:
+        """Write an empty marker object (``_SUCCESS``); writing it again changes nothing."""
+        self.put_atomic(path, b"")
+
+    def remove_marker(self, path: str) -> None:
+        """Delete a marker object, if it is there."""
+        self.remove_files([path])
+
     def read_json(self, path: str) -> dict[str, Any] | None:
         """A small JSON object, or None if it is absent or unreadable (a damaged file)."""
         try:

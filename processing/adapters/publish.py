@@ -17,7 +17,9 @@ The steps of a publish (and of a rollback, which stages the kept version and pub
     2. *mark*: the publish's :class:`Intent` goes into the lock object, in a conditional write
        that also proves the lock is still ours. From here on, whoever holds the date next
        completes the publish (or abandons it, if its staging lost files);
-    3. *keep*: the published version is copied to ``_previous/`` beside the version kept there,
+    3. *unmark*: the date's ``_SUCCESS`` marker is removed (tools that wait for it stop seeing
+       a finished date until the publish is over);
+       *keep*: the published version is copied to ``_previous/`` beside the version kept there,
        the previous manifest is switched to it (conditionally), and the files of the version kept
        before are deleted; a damaged published version is not kept (the older one stays);
     4. *copy*: the run's files are copied in beside the published ones (server-side on S3, hard
@@ -27,7 +29,9 @@ The steps of a publish (and of a rollback, which stages the kept version and pub
        compare-and-swap under a flock, then a rename);
     6. *retire*: the staging is removed, then every file of the date that the new manifest does
        not list is deleted;
-    7. *clear*: the intent leaves the lock.
+    7. *mark*: the empty ``_SUCCESS`` marker is written beside the manifest (also after an
+       abandoned publish, for the version that stays);
+    8. *clear*: the intent leaves the lock.
 
 Why a run that lost the lock (paused past its time to live, then resumed) changes nothing
     Every step that changes what readers see, or what a rollback restores, is safe on its own
@@ -48,6 +52,13 @@ Why a run that lost the lock (paused past its time to live, then resumed) change
     - *copies* into the published directories come from the run's staging, which the run that
       completes or abandons the intent removes before it lists what to delete: a late copy fails
       (its source is gone) or lands before that listing and is deleted with the rest.
+    - the ``_SUCCESS`` marker has the same name in every version, so it is the one object this
+      argument does not cover: it is empty, and a late write of it after the next publish ended
+      changes nothing; but a run paused just before it deletes the marker (step 3) and woken
+      after the next publish ended hides that finished date from tools that wait for the marker
+      until the date's next publish or rollback; and a run paused just before it writes the
+      marker (step 7), woken while the next run is between its steps 3 and 7, shows the marker
+      during that run's window. The manifest, not the marker, is the switch.
     - copies into ``_previous/`` add files that no previous manifest lists (the next keep deletes
       them); they never change the kept version.
 
@@ -55,7 +66,8 @@ What readers see
     Through the manifest: one complete version, the old until step 5, the new after it. Listing
     the date's prefix: every file of at least one complete version, plus, from step 4 to step 6,
     the files of the other (rows can appear twice in that window, never be missing).
-    :func:`publish` returns that window's length.
+    :func:`publish` returns that window's length. The ``_SUCCESS`` marker is absent from step 3
+    to step 7: while it is there, a listing holds exactly the published version.
 
 A damaged date (a data file missing or truncated, the manifest missing or unreadable, an intent
 whose staging is gone) never blocks the next run: it replaces the date, says what was damaged,
@@ -243,6 +255,7 @@ def _complete(day: _Date, intent: Intent, fence: Fence) -> Outcome:
         found = store.read_json(staged.manifest)
         if found is None or found.get("publish_id") != intent.publish_id:
             raise UnusableStagingError("its staged manifest is gone")
+        store.remove_marker(published.success_marker)
         listed = published.listing(store.fs)
         pairs, new = to_copy(store, found, staged, published, listed)
         if current is not None:
@@ -279,6 +292,7 @@ def _complete(day: _Date, intent: Intent, fence: Fence) -> Outcome:
     _retire(store, published, published.live(new), fence)
     store.remove_empty_directories([day.layout.staging_date(date)])
     outcome.window = time.perf_counter() - started
+    _mark_published(store, published, fence)
     log.info(
         "published %s (run %s, %d files in %.2f s; both versions listed for %.2f s)",
         published.events,
@@ -333,15 +347,25 @@ def _retire(store: LakeStore, version: Version, keep: set[str], fence: Fence, ta
     return len(stale)
 
 
+def _mark_published(store: LakeStore, published: Version, fence: Fence) -> None:
+    """Step 7: the empty ``_SUCCESS`` marker, for tools that wait for one (the lock checked
+    first: see the module's docstring for the one schedule this does not fence)."""
+    fence.check()
+    store.put_marker(published.success_marker)
+
+
 def _abandon(day: _Date, intent: Intent, fence: Fence) -> None:
     """Give up an intent that cannot be completed: its staging goes first (so a late copy from
-    it fails), then the files it copied into the published directories."""
+    it fails), then the files it copied into the published directories; the version that stays
+    gets its ``_SUCCESS`` marker back."""
     log.warning("abandoning the interrupted publish of %s", intent.staging_id)
     day.store.remove_tree(day.layout.staging_run(day.date, intent.staging_id))
+    published = day.published
+    current = day.store.read_json(published.manifest)
     if intent.tag:
-        published = day.published
-        current = day.store.read_json(published.manifest)
         _retire(day.store, published, published.live(current), fence, tag=intent.tag)
+    if current is not None:
+        _mark_published(day.store, published, fence)
 
 
 def remove_staging(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> bool:

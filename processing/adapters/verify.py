@@ -151,6 +151,11 @@ def _check(fs: Any, layout: Layout, date: dt.date, *, footers: bool) -> DateChec
             f"{len(strays)} files the manifest does not list (readers listing the date see "
             f"them), e.g. {strays[0].rsplit('/', 1)[-1]}"
         )
+    if holder is None and not fs.exists(published.success_marker):
+        notes.append(
+            "no _SUCCESS marker (tools waiting for it do not see the date): the next publish "
+            "or rollback of the date writes it"
+        )
     lost_reports = [
         r["path"] for r in manifest.get("reports", []) if not fs.exists(published.file(r))
     ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processing.adapters.audit import files_under
-from processing.logic.layout import EVENTS, MANIFEST, REJECTED, Layout
+from processing.logic.layout import EVENTS, MANIFEST, REJECTED, SUCCESS, Layout
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,17 @@ class Version:
     def manifest(self) -> str:
         return f"{self.events}/{MANIFEST}"
 
+    @property
+    def success_marker(self) -> str:
+        return f"{self.events}/{SUCCESS}"
+
     def live(self, manifest: Mapping[str, Any] | None) -> set[str]:
-        """The paths that belong to ``manifest``'s version here, its manifest included."""
-        return {self.file(e) for e in entries(manifest or {})} | {self.manifest}
+        """The paths that belong to ``manifest``'s version here, its manifest (and the
+        ``_SUCCESS`` marker, when the version is the published one) included."""
+        return {self.file(e) for e in entries(manifest or {})} | {
+            self.manifest,
+            self.success_marker,
+        }
 
     def listing(self, fs: Any) -> dict[str, int]:
         """Every file here now, with its size (a prefix listing of each directory)."""

@@ -1,7 +1,9 @@
 """Where every file goes: a pure function of destination, date, run and piece.
 
     <dest>/events/event_date=D/event_name=E/part-PPPPP-SSS-TTTTTTTT.parquet  published events
-    <dest>/events/event_date=D/_manifest.json                 the switch: written last
+    <dest>/events/event_date=D/_manifest.json                 the switch
+    <dest>/events/event_date=D/_SUCCESS                       empty: the date is published and no
+                                                              publish of it is under way
     <dest>/events/event_date=D/_reports/quality-T.{json,html}  the run's data-quality report
     <dest>/events/event_date=D/_reports/dask-performance-T.html  its Dask performance report
     <dest>/rejected/event_date=D/part-PPPPP-SSS-TTTTTTTT.parquet  published rejected rows
@@ -34,6 +36,8 @@ from processing.spec.errors import ConfigError
 EVENTS = "events"
 REJECTED = "rejected"
 MANIFEST = "_manifest.json"
+#: Hadoop's marker of a complete output directory, for tools that wait for one (empty).
+SUCCESS = "_SUCCESS"
 #: Beside the manifest: the run's reports (listed in its manifest, published with its files).
 REPORTS = "_reports"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
@@ -105,6 +109,9 @@ class Layout:
 
     def manifest(self, date: dt.date) -> str:
         return f"{self.events_date(date)}/{MANIFEST}"
+
+    def success_marker(self, date: dt.date) -> str:
+        return f"{self.events_date(date)}/{SUCCESS}"
 
     # staging and previous version
     def staging_date(self, date: dt.date) -> str:

@@ -14,6 +14,8 @@ from processing.adapters.lake_store import LakeStore, LocalLakeStore, S3LakeStor
 #: operation name -> where it is defined (every store, or each kind of store)
 STEPS: dict[str, list[Any]] = {
     "put_json": [LakeStore],  # a small JSON object, whole (the staged manifest)
+    "remove_marker": [LakeStore],  # the date's _SUCCESS removed
+    "put_marker": [LakeStore],  # the date's _SUCCESS written
     "copy": [LakeStore],  # files copied in (copy many)
     "swap": [date_manifests],  # a manifest switched (conditional put)
     "delete": [LakeStore],  # listed files deleted (delete many)

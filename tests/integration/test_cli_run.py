@@ -78,6 +78,8 @@ def test_sample_day_end_to_end(cli, tmp_path: Path) -> None:
     for f in m["files"]:
         base = dest / ("events" if f["dataset"] == "events" else "rejected") / f"event_date={DATE}"
         assert (base / f["path"]).stat().st_size == f["bytes"]
+    # Hadoop's marker of a finished output, for tools that wait for one: empty, beside the manifest
+    assert (dest / "events" / f"event_date={DATE}" / "_SUCCESS").read_bytes() == b""
 
     # layout: events/event_date=D/event_name=E/part-*.parquet, no partition columns in the files
     files = sorted((dest / "events").rglob("*.parquet"))

@@ -79,7 +79,10 @@ def _stage(fs: Any, layout: Layout, date: dt.date, manifest: dict[str, Any]) -> 
 def _expected(manifest: dict[str, Any]) -> dict[str, bytes]:
     """What the published date holds when ``manifest``'s version is published."""
     files = {f"{f['dataset']}/{f['path']}": _data(manifest, f) for f in manifest["files"]}
-    return files | {"events/_manifest.json": json.dumps(manifest, indent=2).encode()}
+    return files | {
+        "events/_manifest.json": json.dumps(manifest, indent=2).encode(),
+        "events/_SUCCESS": b"",
+    }
 
 
 def _lock(fs: Any, layout: Layout, run_id: str, date: dt.date = DATE, **kwargs: Any) -> DateLock:
@@ -175,6 +178,7 @@ def _crash_after(monkeypatch: pytest.MonkeyPatch, steps: int | None) -> list[str
 #: The storage operations of a publish over a published version, in order.
 OPERATIONS = [
     "put_json",  # 1. the staged manifest (then the intent goes into the lock)
+    "remove_marker",  # 3. the _SUCCESS marker
     "copy",  # 3. the published version, to _previous
     "swap",  # 3. the previous manifest switched to it
     "delete",  # 3. the version kept before it
@@ -182,6 +186,7 @@ OPERATIONS = [
     "swap",  # 5. the switch
     "remove_tree",  # 6. the staging
     "delete",  # 6. the old files
+    "put_marker",  # 7. the _SUCCESS marker
 ]
 STEPS = len(OPERATIONS)
 
@@ -225,6 +230,8 @@ def test_a_publish_that_dies_anywhere_is_completed_by_the_next_run(
     manifest = _version_of(wap.published_manifest(fs, layout, DATE))
     assert manifest in (middle, NEW)
     assert manifest["run_id"] in _complete_versions(fs, layout, middle, NEW)
+    if fs.exists(layout.success_marker(DATE)):  # the marker: the listing is that version alone
+        assert _published(fs, layout) == _expected(manifest)
 
     nxt = _lock(fs, layout, "next-run", clock=lambda: LATER)  # the dead run's lock expired
     if steps > 0:  # its intent was in the lock: the next holder inherits it
@@ -235,7 +242,9 @@ def test_a_publish_that_dies_anywhere_is_completed_by_the_next_run(
         assert outcome.completed == ["new-run"]
         assert _published(fs, layout) == _expected(NEW)
         assert _version_of(previous_manifest(fs, layout, DATE)) == middle
-        assert _tree(fs, layout.previous(DATE)) == _expected(middle)  # nothing more
+        kept = _expected(middle)
+        del kept["events/_SUCCESS"]  # the marker is the published date's only
+        assert _tree(fs, layout.previous(DATE)) == kept  # nothing more
     else:  # died before its intent: nothing of it was published
         assert _published(fs, layout) == _expected(middle)
     assert not fs.exists(layout.staging_date(DATE)) or not fs.find(layout.staging_date(DATE))
