@@ -23,6 +23,12 @@ Each run processes one UTC date **D** on a Dask cluster of its own:
 - Always name the date: a run given only a logical date (`--logical-date D`, `airflow dags
   test events_daily D`) would process the day of its data interval instead, and is refused.
 
+**Downstream**: `publish` emits the lake's Asset (`<dest>/events`) through the alias
+`events-lake-published`, with the date, run id, publish id and row counts as extra; schedule a
+DAG on `AssetAlias("events-lake-published")` (example: `events_published_example`). Tools that
+wait for a file find `events/event_date=D/_SUCCESS` once D is published (absent while it is
+being replaced).
+
 Undo a publish: `python -m processing rollback --date D --dest s3://...` (see the README).
 All logic lives in the `processing` package; this file only wires the tasks.
 """
@@ -31,7 +37,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, AssetAlias, CronDataIntervalTimetable, Param, task
+
+#: publish emits the lake's Asset (<dest>/events) through this alias, with the date, the run
+#: and its row counts as extra: schedule downstream DAGs on it (events_published_example.py)
+PUBLISHED = AssetAlias("events-lake-published")
 
 
 def _notify_failure(context):
@@ -102,7 +112,11 @@ with DAG(
 
         return airflow_tasks.audit(context)
 
-    @task(execution_timeout=dt.timedelta(minutes=30), on_success_callback=_notify_published)
+    @task(
+        execution_timeout=dt.timedelta(minutes=30),
+        on_success_callback=_notify_published,
+        outlets=[PUBLISHED],
+    )
     def publish(**context):
         from processing.app import airflow_tasks
 

@@ -187,18 +187,29 @@ def audit(context: Mapping[str, Any]) -> dict[str, Any]:
         return stages.audit(settings_for(context), pipeline_run_id(context))
 
 
+#: The alias through which publish emits the lake's Asset (``<dest>/events``): the lake's
+#: location is the task's configuration, known when it runs, not when the DAG file is parsed.
+#: Downstream DAGs schedule on ``AssetAlias(PUBLISHED_ALIAS)`` (dags/events_published_example.py).
+PUBLISHED_ALIAS = "events-lake-published"
+
+
 def publish(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Publish the date; emit the lake's Asset event (through the task's outlet alias) with the
+    date, the run and its row counts as extra."""
     from processing.app import stages
 
     with _outcome():
-        report = stages.publish(settings_for(context), pipeline_run_id(context))
+        settings = settings_for(context)
+        report = stages.publish(settings, pipeline_run_id(context))
     m = report.manifest
     log.info("published %s: %s", m.get("date"), report.manifest_path)
     if report.quality_report:
         log.info("quality report: %s", report.quality_report)
     warnings = [f for f in report.findings if f["severity"] == "warning"]  # logged by publish
-    return {
+    facts = {
+        "date": m.get("date"),
         "run_id": m.get("run_id"),
+        "publish_id": m.get("publish_id"),
         "manifest": report.manifest_path,
         "quality_report": report.quality_report,
         "quality_warnings": len(warnings),
@@ -207,6 +218,32 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
         "rows_rejected": m.get("rows_rejected"),
         "publish_window_seconds": round(report.publish_window_seconds, 3),
     }
+    _emit_asset(context, lake_asset_uri(settings.dest), facts)
+    return facts
+
+
+def lake_asset_uri(dest: str) -> str:
+    """The Asset of a lake: its ``events`` table, as a URI (``s3://bucket/prefix/events``,
+    ``file:///path/events``), without any credentials the destination's URL carries."""
+    from processing.adapters.storage import redact_url
+
+    shown = redact_url(dest).rstrip("/")
+    if "://" not in shown:
+        shown = "file://" + os.path.abspath(shown)
+    return f"{shown}/events"
+
+
+def _emit_asset(context: Mapping[str, Any], uri: str, facts: Mapping[str, Any]) -> None:
+    """Add the lake's Asset event to the task's outlet alias (nothing outside a task run)."""
+    outlet_events = context.get("outlet_events")
+    if outlet_events is None:
+        return
+    from airflow.sdk import Asset, AssetAlias
+
+    extra = {k: facts[k] for k in ("date", "run_id", "publish_id", "manifest", "rows_read",
+                                   "rows_valid", "rows_rejected", "quality_warnings")}  # fmt: skip
+    outlet_events[AssetAlias(PUBLISHED_ALIAS)].add(Asset(uri), extra=extra)
+    log.info("asset event: %s (%s, run %s)", uri, facts["date"], facts["run_id"])
 
 
 def delete_cluster(context: Mapping[str, Any], cluster: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The DAG file parses cleanly, imports nothing heavy, and wires its tasks as documented."""
+"""The DAG files parse cleanly, import nothing heavy, and wire their tasks as documented."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import itertools
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.airflow.conftest import DAGS, ROOT
 
@@ -24,13 +26,14 @@ HEAVY = (
 
 def test_the_dag_folder_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {"events_daily"}
+    assert set(dagbag.dags) == {"events_daily", "events_published_example"}
 
 
-def test_parsing_the_dag_imports_nothing_heavy() -> None:
+@pytest.mark.parametrize("name", ["events_daily.py", "events_published_example.py"])
+def test_parsing_the_dag_imports_nothing_heavy(name: str) -> None:
     code = (
         "import runpy, sys\n"
-        f"runpy.run_path({str(DAGS / 'events_daily.py')!r})\n"
+        f"runpy.run_path({str(DAGS / name)!r})\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} "
         "or m.startswith('google.cloud')))\n"
     )
@@ -76,3 +79,15 @@ def test_the_story_in_the_ui_with_setups_and_teardowns(events_dag) -> None:
     assert "plan" in tasks["finish"].upstream_task_ids
     for t in ("process", "audit", "publish"):
         assert not tasks[t].is_setup and not tasks[t].is_teardown
+
+
+def test_publish_emits_the_asset_alias_the_downstream_example_is_scheduled_on(dagbag) -> None:
+    from airflow.sdk import AssetAlias
+
+    from processing.app.airflow_tasks import PUBLISHED_ALIAS
+
+    alias = AssetAlias(PUBLISHED_ALIAS)
+    assert dagbag.dags["events_daily"].task_dict["publish"].outlets == [alias]
+    downstream = dagbag.dags["events_published_example"]
+    assert downstream.timetable.asset_condition.objects == (alias,)
+    assert downstream.task_dict["rows_per_event_name"].inlets == [alias]

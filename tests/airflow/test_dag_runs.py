@@ -90,6 +90,43 @@ def _states(dag_run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
+def _asset_events(uri: str) -> list[dict]:
+    """The extra of every event of the Asset ``uri`` in Airflow's metadata database."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri)
+            .order_by(AssetEvent.id)
+        ).all()
+        return [dict(e.extra) for e in found]
+
+
+def _downstream_reads_the_published_date(dagbag, env, manifest, monkeypatch) -> None:
+    """publish emitted the lake's Asset with the date, run and counts; the example downstream
+    DAG, scheduled on it, reads that date's rows per event name."""
+    uri = f"{env['PROCESSING_DEST']}/events"
+    events = _asset_events(uri)
+    assert events, f"no asset event of {uri}"
+    assert events[-1]["date"] == DATE and events[-1]["run_id"] == manifest["run_id"]
+    assert events[-1]["publish_id"] == manifest["publish_id"]
+    counts = ("rows_read", "rows_valid", "rows_rejected")
+    assert {k: events[-1][k] for k in counts} == {k: manifest[k] for k in counts}
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", env["PROCESSING_S3_ENDPOINT_URL"])  # the reader's
+    downstream = dagbag.dags["events_published_example"]
+    run = downstream.test()
+    assert str(run.state) == "success", _states(run)
+    (ti,) = run.get_task_instances()
+    (result,) = ti.xcom_pull(task_ids="rows_per_event_name")
+    assert result["date"] == DATE and result["run_id"] == manifest["run_id"]
+    assert result["rows"] == manifest["valid_by_event"]
+
+
 def _leftovers(env: dict[str, str]) -> list[str]:
     fs = _lake(env)
     return [
@@ -101,7 +138,13 @@ def _leftovers(env: dict[str, str]) -> list[str]:
 
 
 def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
-    airflow_db, events_dag, pipeline_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook
+    airflow_db,
+    dagbag,
+    events_dag,
+    pipeline_env,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook,
 ) -> None:
     slack = {"conn_type": "slackwebhook", "password": webhook.url}  # the notices' channel
     monkeypatch.setenv("AIRFLOW_CONN_EVENTS_LAKE_SLACK", json.dumps(slack))
@@ -128,6 +171,7 @@ def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
     rows = _rows(pipeline_env)
     assert len(rows) == manifest["rows_valid"]
     assert _leftovers(pipeline_env) == []  # no staging, the date's lock released
+    _downstream_reads_the_published_date(dagbag, pipeline_env, manifest, monkeypatch)
 
     rerun = events_dag.test(run_conf={"date": DATE})  # a person reruns the date
     assert str(rerun.state) == "success", _states(rerun)
