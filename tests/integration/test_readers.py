@@ -8,12 +8,11 @@ strings, DELTA_BINARY_PACKED timestamps, page index) must keep every engine on i
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,86 +107,61 @@ def test_duckdb(lake) -> None:
     assert (date_type, time_type) == ("DATE", "TIMESTAMP WITH TIME ZONE")
 
 
-#: Spark's log4j2 configuration: errors only (its default prints warnings and a banner). The
-#: PySpark gateway's own logger needs a level of its own, else Spark resets the level to WARN.
-_SPARK_LOG4J2 = """\
-rootLogger.level = error
-rootLogger.appenderRef.stderr.ref = stderr
-appender.stderr.type = Console
-appender.stderr.name = stderr
-appender.stderr.target = SYSTEM_ERR
-appender.stderr.layout.type = PatternLayout
-appender.stderr.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
-logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
-logger.gateway.level = error
-"""
+#: Spark's own environment (the ``spark`` dependency group): not .venv, where every ``import
+#: pandera`` would import PySpark too
+SPARK_ENV = ROOT / ".tools" / "spark"
+
+
+def _uv(*args: str | Path) -> None:
+    """Run uv: the one running the tests (``uv run`` says where), else on PATH, else ./dev's."""
+    uv = os.environ.get("UV") or shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    assert Path(uv).exists(), "uv is needed to make Spark's environment: run ./dev test"
+    done = subprocess.run([uv, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, f"uv {args[0]}: {done.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """One local Spark session for the module (its JVM takes seconds to start): one core, a
-    small heap, no UI, no Hive, session time zone UTC, every directory it writes in tmp."""
+def spark_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Python of Spark's environment, made (or brought up to date) from uv.lock's ``spark``
+    group: a second or so when it is up to date."""
     java_home = os.environ.get("JAVA_HOME")
     java = shutil.which("java", path=f"{java_home}/bin") if java_home else shutil.which("java")
     assert java, "Spark needs Java 17+: ./dev test installs Java (Debian default-jre-headless)"
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
-
-    home = tmp_path_factory.mktemp("spark")
-    (home / "tmp").mkdir()
-    (home / "log4j2.properties").write_text(_SPARK_LOG4J2)
-    java_options = (
-        f"-Dlog4j2.configurationFile=file:{home}/log4j2.properties "
-        f"-Djava.io.tmpdir={home}/tmp -Dderby.system.home={home}/derby "
-        # the quick JIT only: halves the start and the first queries (a few seconds of work)
-        "-XX:TieredStopAtLevel=1"
-    )
-    builder = (
-        SparkSession.builder.master("local[1]")
-        .appName("test_readers")
-        .config("spark.driver.memory", "512m")
-        .config("spark.driver.extraJavaOptions", java_options)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.catalogImplementation", "in-memory")  # no Hive metastore
-        .config("spark.sql.warehouse.dir", str(home / "warehouse"))
-        .config("spark.local.dir", str(home / "tmp"))
-        .config("spark.sql.shuffle.partitions", "1")
-    )
-    with warnings.catch_warnings():
-        # PySpark probes pandas when it starts and warns that it "does not yet fully support
-        # pandas >= 3.0.0": these tests convert nothing to pandas
-        warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
-        session = builder.getOrCreate()
-    yield session
-    session.stop()
-    # stop() keeps the JVM for a next session; end it (it exits when its stdin closes) rather
-    # than leave its heap held until the end of the test run.
-    gateway = SparkContext._gateway
-    if gateway is not None and gateway.proc is not None:
-        gateway.shutdown()
-        gateway.proc.stdin.close()
-        gateway.proc.wait(timeout=60)
-        SparkContext._gateway = SparkContext._jvm = None
+    python = SPARK_ENV / "bin" / "python"
+    if not python.exists():
+        _uv("venv", "--quiet", "--python", sys.executable, SPARK_ENV)
+    requirements = tmp_path_factory.mktemp("spark-env") / "requirements.txt"
+    _uv("export", "--frozen", "--quiet", "--only-group", "spark", "--no-hashes",
+        "--no-emit-project", "--output-file", requirements)  # fmt: skip
+    _uv("pip", "install", "--quiet", "--python", python, "-r", requirements)
+    return str(python)
 
 
-def test_spark(lake, spark) -> None:
+@pytest.fixture(scope="module")
+def spark_read(lake, spark_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """What Spark (local mode, one JVM for the module) read of the lake: see spark_reads.py."""
+    root, _ = lake
+    work = tmp_path_factory.mktemp("spark")
+    done = subprocess.run(
+        [spark_python, str(Path(__file__).with_name("spark_reads.py")), root, str(DAY), work],
+        cwd=work, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_spark(lake, spark_read) -> None:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
-    from pyspark.sql import functions as sf
-    from pyspark.sql.types import DateType, StringType, TimestampType
 
     root, manifests = lake
-    events = spark.read.parquet(f"{root}/events")
-    types = {f.name: f.dataType for f in events.schema.fields}
-    assert types["event_date"] == DateType()  # inferred from the partition's path
-    assert types["event_name"] == StringType()
-    assert types["event_datetime"] == TimestampType()  # an instant (not TIMESTAMP_NTZ)
-    day = events.filter(sf.col("event_date") == DAY)
+    events = spark_read["events"]
+    assert events["types"]["event_date"] == "date"  # inferred from the partition's path
+    assert events["types"]["event_name"] == "string"
+    assert events["types"]["event_datetime"] == "timestamp"  # an instant (not timestamp_ntz)
+    assert len(events["rows"]) == manifests[DAY]["rows_valid"]
     # as UTC instants: microseconds since the epoch, whatever the time zone of either process
-    rows = day.select("event_name", "user_id", sf.unix_micros("event_datetime")).collect()
-    assert len(rows) == manifests[DAY]["rows_valid"]
     table = processing.events_dataset(root).to_table(
         columns=["event_name", "user_id", "event_datetime"], filter=ds.field("event_date") == DAY
     )
@@ -197,37 +171,24 @@ def test_spark(lake, spark) -> None:
         pc.cast(table.column("event_datetime"), "int64").to_pylist(),
         strict=True,
     )
-    assert sorted(map(tuple, rows)) == sorted(expected)
+    assert sorted(map(tuple, events["rows"])) == sorted(expected)
 
-    rejected = spark.read.parquet(f"{root}/rejected")
-    assert rejected.schema["event_date"].dataType == DateType()
-    assert rejected.filter(sf.col("event_date") == DAY).count() == manifests[DAY]["rows_rejected"]
-
-
-def _plan_nodes(plan) -> Iterator:
-    """A Spark physical plan's nodes (JVM objects), root first."""
-    yield plan
-    children = plan.children()
-    for i in range(children.size()):
-        yield from _plan_nodes(children.apply(i))
+    rejected = spark_read["rejected"]
+    assert rejected["types"]["event_date"] == "date"
+    assert rejected["scan"]["rows"] == manifests[DAY]["rows_rejected"]
 
 
-def test_spark_reads_with_its_vectorised_reader(lake, spark) -> None:
+@pytest.mark.parametrize(("dataset", "rows"), [("events", "rows_valid"),
+                                               ("rejected", "rows_rejected")])  # fmt: skip
+def test_spark_reads_with_its_vectorised_reader(lake, spark_read, dataset, rows) -> None:
     """Batched scans, their columnar batches turned into rows after: Spark's vectorised Parquet
     reader decodes every encoding the writer uses (it has no fallback: it would fail on one it
     could not decode)."""
-    from pyspark.sql import functions as sf
-
-    root, manifests = lake
-    assert spark.conf.get("spark.sql.parquet.enableVectorizedReader") == "true"
-    for dataset, rows in (("events", "rows_valid"), ("rejected", "rows_rejected")):
-        day = spark.read.parquet(f"{root}/{dataset}").filter(sf.col("event_date") == DAY)
-        assert len(day.collect()) == manifests[DAY][rows]
-        plan = day._jdf.queryExecution().executedPlan()
-        assert "Batched: true" in plan.toString(), plan.toString()
-        assert "PartitionFilters: [isnotnull(event_date" in plan.toString()  # one date read
-        to_rows = [n for n in _plan_nodes(plan) if n.nodeName() == "ColumnarToRow"]
-        assert to_rows, plan.toString()
-        metrics = to_rows[0].metrics()
-        assert metrics.apply("numInputBatches").value() > 0, dataset
-        assert metrics.apply("numOutputRows").value() == manifests[DAY][rows]  # all in batches
+    _, manifests = lake
+    scan = spark_read[dataset]["scan"]
+    assert scan["vectorised_reader"] == "true"
+    assert scan["batched"], scan["plan"]
+    assert scan["date_pruned"], scan["plan"]  # one date read
+    assert scan["rows"] == manifests[DAY][rows]
+    assert scan["input_batches"] > 0, scan["plan"]
+    assert scan["rows_from_batches"] == manifests[DAY][rows]  # all in batches

@@ -17,8 +17,9 @@ def _direct_requirements() -> list[Requirement]:
     names = list(project["project"]["dependencies"])
     for extra in project["project"].get("optional-dependencies", {}).values():
         names += extra
-    for group in project.get("dependency-groups", {}).values():
-        names += [g for g in group if isinstance(g, str)]
+    for name, group in project.get("dependency-groups", {}).items():
+        if name in project["tool"]["uv"]["default-groups"]:  # the groups .venv has
+            names += [g for g in group if isinstance(g, str)]
     return [Requirement(n) for n in names]
 
 
