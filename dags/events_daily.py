@@ -3,13 +3,18 @@
 
 Each run processes one UTC date **D** on a Dask cluster of its own:
 
-`plan` (take the date's lock, plan the BigQuery read, pin its snapshot) ->
+`wait_for_day` (deferred until D is complete in BigQuery) -> `plan` (take the date's lock,
+plan the BigQuery read, pin its snapshot) ->
 `create_cluster` (setup: a DaskCluster named after the run, sized from the plan) ->
 `process` (read the streams, validate, write Parquet to the run's staging) -> `audit` ->
 `publish` (replace exactly date D; the previous version is kept for a rollback) ->
 `delete_cluster` and `finish` (teardowns: they run whatever happened; a failed run stays failed).
 
-**Schedule**: at 02:00 UTC on D+1 for D (two hours for late events to land in BigQuery).
+**Schedule**: at 02:00 UTC on D+1 for D. `wait_for_day` then waits until the table has a row
+from D+1 00:00 plus `PROCESSING_DAY_COMPLETE_LATENESS_SECONDS` (2 h) on, looking every
+`PROCESSING_DAY_COMPLETE_POLL_SECONDS` (600) and deferred in between (no worker slot held); if
+D is still not complete `PROCESSING_DAY_COMPLETE_TIMEOUT_SECONDS` (12 h) after its end, it fails
+and the failure notice is the alert. A rerun of a past date passes at once.
 
 **Rerun a date** (same result as the scheduled run; the previous version stays rollback-able):
 - UI: *Trigger DAG* with the param `date` = `YYYY-MM-DD`; or clear the whole run of that date
@@ -38,6 +43,8 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, AssetAlias, CronDataIntervalTimetable, Param, task
+
+from processing.app.day_sensor import DayCompleteSensor  # light: airflow.sdk only
 
 #: publish emits the lake's Asset (<dest>/events) through this alias, with the date, the run
 #: and its row counts as extra: schedule downstream DAGs on it (events_published_example.py)
@@ -134,7 +141,11 @@ with DAG(
 
         return airflow_tasks.finish(context)
 
+    # the day's events have landed: deferred while waiting; its retries are for errors reading
+    # the table, the deadline is its own (a late day fails it at once, with the alert)
+    waited = DayCompleteSensor(task_id="wait_for_day", execution_timeout=dt.timedelta(minutes=5))
     planned = plan()
+    waited >> planned
     cluster = create_cluster(planned)
     published = process(cluster) >> audit() >> publish()
     deleted = delete_cluster(cluster)

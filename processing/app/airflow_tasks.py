@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from processing.logic.completeness import Wait
 from processing.logic.layout import check_run_id
 from processing.spec.errors import DateLockedError, PipelineError
 from processing.spec.settings import Settings, parse_date
@@ -95,6 +96,32 @@ def _outcome() -> Iterator[None]:
         if e.retryable or isinstance(e, DateLockedError):  # another run may finish meanwhile
             raise
         raise _fail(f"{type(e).__name__}: {e}") from e
+
+
+def day_complete(context: Mapping[str, Any]) -> Wait:
+    """Whether the run's date is complete in its source (a BigQuery table has a row at its
+    watermark; any other source is), and what the DAG's ``wait_for_day`` does next."""
+    from processing.adapters.sources.bigquery import BigQuerySource
+    from processing.app.context import source_for
+    from processing.logic import completeness
+
+    with _outcome():
+        settings = settings_for(context)
+        date = settings.date
+        mark = completeness.watermark(date, settings.day_complete_lateness_seconds)
+        complete = True
+        if settings.day_complete_check == "watermark":
+            source = source_for(settings)
+            if isinstance(source, BigQuerySource):
+                complete = source.has_rows_from(mark)
+    return completeness.next_step(
+        date,
+        complete,
+        dt.datetime.now(dt.UTC),
+        lateness_seconds=settings.day_complete_lateness_seconds,
+        timeout_seconds=settings.day_complete_timeout_seconds,
+        poll_seconds=settings.day_complete_poll_seconds,
+    )
 
 
 def plan(context: Mapping[str, Any]) -> dict[str, Any]:

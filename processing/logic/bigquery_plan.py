@@ -85,6 +85,16 @@ def row_restriction(column: str, date: dt.date) -> str:
     return f"`{column}` >= {_timestamp_literal(start)} AND `{column}` < {_timestamp_literal(end)}"
 
 
+def rows_from(column: str, moment: dt.datetime) -> str:
+    """The SQL filter for the rows of the day after ``moment`` starting at it (whether the
+    table has any tells that it has received events that late: a watermark), to the second."""
+    check_column(column)
+    if column == PARTITION_DATE:
+        return f"{column} = DATE '{moment.date().isoformat()}'"
+    end = moment + dt.timedelta(days=1)
+    return f"`{column}` >= {_timestamp_literal(moment)} AND `{column}` < {_timestamp_literal(end)}"
+
+
 @dataclass(frozen=True)
 class Window:
     """A parsed row restriction: ``column`` in ``[start, end)`` (UTC), or on the date ``day``."""

@@ -16,6 +16,7 @@ import pytest
 import s3fs
 
 import processing
+from processing.adapters.sources.bigquery import BigQuerySource
 from processing.emulator.bigquery_storage import Emulator
 from processing.emulator.s3 import S3Server
 from tests.airflow.conftest import ROOT
@@ -152,7 +153,7 @@ def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
     # (dag.test, like dags trigger --logical-date, gives the run the interval ending there)
     refused = events_dag.test(logical_date=dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC))
     assert str(refused.state) == "failed", _states(refused)
-    assert _states(refused)["plan"] == "failed"
+    assert _states(refused)["wait_for_day"] == "failed"  # its first task
     assert _published(pipeline_env) == {} and _leftovers(pipeline_env) == []
 
     first = events_dag.test(run_conf={"date": DATE})  # the date named, as the docs say
@@ -196,3 +197,44 @@ def test_a_date_end_to_end_then_its_rerun_then_a_failed_run(
     fixed = events_dag.test(run_conf={"date": DATE})  # the fix, rerun
     assert str(fixed.state) == "success", _states(fixed)
     assert "published again after a failure" in webhook.texts()[-1]
+
+
+def test_a_day_not_complete_in_bigquery_is_waited_for_deferred_then_alerted(
+    airflow_db,
+    events_dag,
+    pipeline_env,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook,
+) -> None:
+    """wait_for_day: the table has no row of the day after yesterday, so yesterday is not
+    complete; the sensor defers (the triggerer keeps time) and looks again until its deadline,
+    then fails at once, and the failure notice says why. Nothing is planned or locked."""
+    slack = {"conn_type": "slackwebhook", "password": webhook.url}
+    monkeypatch.setenv("AIRFLOW_CONN_EVENTS_LAKE_SLACK", json.dumps(slack))
+    now = dt.datetime.now(dt.UTC)
+    yesterday = now.date() - dt.timedelta(days=1)
+    since_its_end = now - dt.datetime.combine(now.date(), dt.time(0), tzinfo=dt.UTC)
+    # the deadline a few seconds from now, looking every second
+    timeout = int(since_its_end.total_seconds()) + 4
+    monkeypatch.setenv("PROCESSING_DAY_COMPLETE_TIMEOUT_SECONDS", str(timeout))
+    monkeypatch.setenv("PROCESSING_DAY_COMPLETE_POLL_SECONDS", "1")
+    looks: list[dt.datetime] = []  # each look at the table (the tasks run in this process)
+    real = BigQuerySource.has_rows_from
+
+    def look(self, moment):
+        looks.append(moment)
+        return real(self, moment)
+
+    monkeypatch.setattr(BigQuerySource, "has_rows_from", look)
+    run = events_dag.test(run_conf={"date": yesterday.isoformat()})
+    states = _states(run)
+    assert states["wait_for_day"] == "failed", states
+    assert states["plan"] == "upstream_failed", states
+    # deferred between looks, then past its deadline
+    assert len(looks) >= 3, looks
+    assert set(looks) == {dt.datetime.combine(now.date(), dt.time(2), tzinfo=dt.UTC)}
+    assert [t for t in webhook.texts() if "is not complete in the source" in t], webhook.texts()
+    assert _leftovers(pipeline_env) == []
+
+    # a rerun of a past date whose next day has landed passes at once
+    assert _states(events_dag.test(run_conf={"date": DATE}))["wait_for_day"] == "success"

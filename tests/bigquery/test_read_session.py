@@ -297,3 +297,16 @@ def test_streams_share_the_days_rows_evenly_on_a_table_of_several_days(
     per_stream = [sum(t.num_rows for t in p.read(10_000)) for p in plan.pieces]
     assert sum(per_stream) == len(day)
     assert max(per_stream) - min(per_stream) <= 1  # not one stream with the day, three without
+
+
+def test_the_watermark_read_finds_the_first_row_at_or_after_a_moment(
+    emulator, tmp_path: Path
+) -> None:
+    """Whether the day is complete: a row at or after its end plus the lateness (the DAG's
+    wait_for_day asks this of the table, through the real client)."""
+    server = emulator({TABLE: write(tmp_path / "t.parquet", events(BOUNDARIES))})
+    src = source(server.address)
+    assert src.has_rows_from(utc(2023, 10, 24))  # the "after" row, exactly at the moment
+    assert not src.has_rows_from(utc(2023, 10, 24, 0, 0, 1))  # nothing later
+    assert src.has_rows_from(utc(2023, 10, 23, 12))
+    assert not src.has_rows_from(utc(2023, 10, 26))

@@ -275,6 +275,46 @@ class BigQuerySource:
         )
         return self.resume(state, details)
 
+    def has_rows_from(self, moment: dt.datetime) -> bool:
+        """Whether the table has a row in the day after ``moment`` (a watermark: its events
+        have landed that late). Reads the time column only, and stops at the first row."""
+        from google.api_core import exceptions as gx
+        from google.cloud.bigquery_storage_v1 import types
+
+        o, table = self.options, self.table
+        restriction = bq.rows_from(o.time_column, moment)
+        session = types.ReadSession(
+            table=table.path,
+            data_format=types.DataFormat.ARROW,
+            read_options=types.ReadSession.TableReadOptions(
+                selected_fields=[o.time_column], row_restriction=restriction
+            ),
+        )
+        request = types.CreateReadSessionRequest(
+            parent=f"projects/{o.billing_project or table.project}",
+            read_session=session,
+            max_stream_count=1,
+        )
+        client = make_client(o.endpoint)
+        what = f"watermark read on {table}"
+        try:
+            created = client.create_read_session(
+                request=request,
+                retry=_retry(o.deadline_seconds),
+                timeout=min(60.0, o.deadline_seconds),
+            )
+            for stream in created.streams:  # the service may cut no stream for no rows
+                for response in client.read_rows(stream.name, timeout=o.deadline_seconds):
+                    if response.row_count > 0:
+                        return True
+            return False
+        except gx.InvalidArgument as e:
+            raise _drift(e, table, o.time_column) from None
+        except (gx.GoogleAPICallError, gx.RetryError) as e:
+            raise translate(e, what, o.deadline_seconds) from None
+        finally:
+            _close(client)
+
     def resume(self, state: Mapping[str, Any], details: Mapping[str, Any]) -> SourcePlan:
         """The plan of a session created earlier (``state`` is a plan's): the same streams, so
         a retried ``process`` keeps the pieces an earlier attempt completed, without a session

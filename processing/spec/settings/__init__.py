@@ -28,6 +28,7 @@ from processing.spec.settings.date_lock import (
     MIN_LOCK_TTL_SECONDS,
     LockSettings,
 )
+from processing.spec.settings.day_complete import DayCompleteSettings
 from processing.spec.settings.glue_catalog import GlueCatalogSettings, check_destination
 from processing.spec.settings.kubernetes_cluster import CLUSTERS, KubeClusterSettings
 from processing.spec.settings.local_cluster import LocalClusterSettings
@@ -92,6 +93,7 @@ SECTIONS: tuple[tuple[type[Section], str], ...] = (
     (BigQuerySettings, "BigQuery source (bigquery://PROJECT.DATASET.TABLE)"),
     (MonitoringSettings, "monitoring"),
     (NoticeSettings, "notices from the Airflow DAG"),
+    (DayCompleteSettings, "when the Airflow DAG starts on a day"),
     (KubeClusterSettings, "the cluster of a run of Airflow tasks"),
     (PriceSettings, "list prices of the capacity and cost estimate (USD, checked 2026-12)"),
 )
@@ -104,6 +106,7 @@ RUN_REQUIRED = ("date", "source", "dest")
 class Settings(  # fields in the order of SECTIONS (a dataclass collects its bases' in reverse)
     PriceSettings,
     KubeClusterSettings,
+    DayCompleteSettings,
     NoticeSettings,
     MonitoringSettings,
     BigQuerySettings,
