@@ -131,10 +131,10 @@ class LocalLakeStore(LakeStore):
         """Local disks keep directories of deleted files (object stores have none): drop them.
         (``rmdir`` only removes an empty directory: never anything another run just wrote.)"""
         for top in directories:
-            for current, subdirs, files in os.walk(top, topdown=False):
-                if current != top and not subdirs and not files:
+            for current, _, _ in os.walk(top, topdown=False):  # deepest first
+                if current != top:  # (walk's own lists predate the removals below them)
                     with contextlib.suppress(OSError):
-                        os.rmdir(current)
+                        os.rmdir(current)  # only if empty
         for top in directories:
             with contextlib.suppress(OSError):
                 if os.path.isdir(top) and not os.listdir(top):

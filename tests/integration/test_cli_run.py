@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 import processing
@@ -184,7 +185,34 @@ def test_failure_before_publish_leaves_published_date_unchanged(cli, tmp_path: P
     assert done.returncode == 4, done.stderr  # audit: too many rejected rows
     assert "nothing published" in done.stderr
     assert tree_digest(dest / "events") | tree_digest(dest / "rejected") == before
-    assert not any((dest / "_staging").rglob("*.parquet"))
+    # kept for people to see what it found: its rejected rows and quality report, not its events
+    staged = list((dest / "_staging").rglob("*.parquet"))
+    assert staged and all(p.parent.name == "rejected" for p in staged)
+    with bad.open() as f:
+        lines = sum(1 for line in f if line.strip())
+    rejected = pq.ParquetDataset([str(p) for p in staged]).read()
+    assert 0 < rejected.num_rows <= lines
+    assert set(rejected.column_names) >= {"source_record", "reason"}
+    (report,) = (dest / "_staging").rglob("quality-*.html")
+    assert "kept for inspection" in done.stderr
+    assert str(staged[0].parent) in done.stderr and str(report) in done.stderr
+    assert not (dest / "_locks" / f"event_date={DATE}.json").exists()  # the date is free
+
+    again = cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert not any((dest / "_staging").rglob("*"))  # the next run removed them
+
+
+def test_gc_removes_what_a_failed_run_kept_for_inspection(cli, tmp_path: Path) -> None:
+    dest = tmp_path / "lake"
+    bad = ROOT / "data" / "bad_records.jsonl"
+    done = cli("run", "--date", DATE, "--source", bad, "--dest", dest, "--workers", "1")
+    assert done.returncode == 4, done.stderr
+    assert any((dest / "_staging").rglob("*.parquet"))
+    gc = cli("gc", "--dest", dest)
+    assert gc.returncode == 0, gc.stderr
+    assert f"{DATE}: removed failed runs' staging" in gc.stdout
+    assert not any((dest / "_staging").rglob("*"))
 
 
 def test_killed_run_leaves_published_date_unchanged_and_next_run_recovers(

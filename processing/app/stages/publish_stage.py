@@ -166,6 +166,32 @@ def _publish_staging(
     """Build the run's manifest and quality report, and publish its audited staging. Returns
     the published manifest, the window, the report and what the publish found."""
     fs, layout, date = scope.fs, scope.layout, settings.date
+    manifest, report, done = _staged_version(scope, settings, clock=clock)
+    outcome = wap.publish(fs, layout, date, done.staging_id, manifest, fence=scope.lock)
+    # what was switched (a report lost on the way is not listed), with its publish id
+    published = wap.published_manifest(fs, layout, date) or manifest
+    return published, outcome.window, report, outcome.notices
+
+
+def report_for_inspection(
+    scope: Scope, settings: Settings, *, clock: Callable[[], dt.datetime] = utcnow
+) -> str | None:
+    """A run that failed after ``process`` (its audit refused it, or a later stage failed):
+    its quality report, written into its staging beside its rejected rows so people can see
+    what it found; the report's URL (None if it could not be made)."""
+    manifest, _, done = _staged_version(scope, settings, clock=clock)
+    html = reports.entry_of(manifest, reports.QUALITY_HTML)
+    if html is None:
+        return None
+    events, _ = scope.layout.staged(settings.date, done.staging_id)
+    return url_of(settings.dest, f"{events}/{html['path']}", scope.layout.root)
+
+
+def _staged_version(
+    scope: Scope, settings: Settings, *, clock: Callable[[], dt.datetime]
+) -> tuple[dict[str, Any], dict[str, Any] | None, ProcessRecord]:
+    """The staged version's manifest, with its quality report written into the staging."""
+    date = settings.date
     facts = scope.records.plan()
     done = processed(scope.records)
     totals = done.totals()
@@ -188,10 +214,7 @@ def _publish_staging(
         scope, settings, done.staging_id, done.tag, manifest=manifest, totals=totals, now=clock()
     )
     manifest["reports"] = [*map(dict, done.reports), *written]
-    outcome = wap.publish(fs, layout, date, done.staging_id, manifest, fence=scope.lock)
-    # what was switched (a report lost on the way is not listed), with its publish id
-    published = wap.published_manifest(fs, layout, date) or manifest
-    return published, outcome.window, report, outcome.notices
+    return manifest, report, done
 
 
 def _stage_seconds(
