@@ -141,9 +141,9 @@ def test_reruns_replace_exactly_the_date(
     again = _date_contents(s3, bucket)
     m = _manifest(dest, endpoint)
     listed = {f"{f['dataset']}/{f['path']}" for f in [*m["files"], *m["reports"]]}
-    listed |= {"events/_manifest.json"}  # no stale file, and no stale report
+    listed |= {"events/_manifest.json", "events/_SUCCESS"}  # no stale file, nor report
     assert set(again) == listed  # no stale object
-    assert set(again) & set(first) == {"events/_manifest.json"}  # all else: new names
+    assert set(again) & set(first) == {"events/_manifest.json", "events/_SUCCESS"}  # new names
     assert _contents(s3, f"{bucket}/lake/_previous/event_date={DATE}")  # kept for a rollback
 
     fewer = generate("fewer.parquet", DATE, 300, seed=9)
@@ -152,7 +152,7 @@ def test_reruns_replace_exactly_the_date(
     assert m["rows_read"] == 300
     assert len(_rows(dest, endpoint)) == m["rows_valid"]
     listed = {f"{f['dataset']}/{f['path']}" for f in [*m["files"], *m["reports"]]}
-    listed |= {"events/_manifest.json"}  # no stale file, and no stale report
+    listed |= {"events/_manifest.json", "events/_SUCCESS"}  # no stale file, nor report
     assert set(_date_contents(s3, bucket)) == listed
     assert _date_contents(s3, bucket, "2023-10-24") == other_before
     assert not s3.exists(f"{bucket}/lake/_staging/event_date={DATE}")

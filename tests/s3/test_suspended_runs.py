@@ -113,7 +113,8 @@ def _check_second_published(dest: str, flags: list[str], options: dict) -> None:
     manifest = processing.read_manifest(dest, dt.date.fromisoformat(DATE), options)
     assert manifest is not None and manifest["run_id"] == "second"
     listed = {f["path"] for f in manifest["files"]} | {r["path"] for r in manifest["reports"]}
-    assert _published_files(dest, options) == listed | {"_manifest.json"}
+    # the _SUCCESS marker may be gone: a suspended run's late delete of it (publish.py says so)
+    assert _published_files(dest, options) - {"_SUCCESS"} == listed | {"_manifest.json"}
     verified = _cli("verify", "--date", DATE, "--dest", dest, *flags)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "ok (run second" in verified.stdout
