@@ -36,3 +36,25 @@ def test_the_environment_is_built_with_the_interpreter_dev_chooses() -> None:
         line.split(" = ", 1) for line in (ROOT / ".venv" / "pyvenv.cfg").read_text().splitlines()
     )
     assert Path(config["home"]) == chosen.parent
+
+
+def test_demo_s3_copies_its_reports_out_of_the_s3_that_stops_with_it(tmp_path: Path) -> None:
+    """The demo's S3 server lives as long as the command: the paths it prints must outlive it."""
+    reports = tmp_path / "reports"
+    env = {**os.environ, "DEMO_REPORTS": str(reports)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "dev"), "demo-s3"], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = [
+        line.strip() for line in done.stdout.splitlines() if line.strip().startswith(str(reports))
+    ]
+    names = {Path(p).name for p in printed}
+    assert {n.split("-")[0] for n in names} >= {"quality", "dask"}, done.stdout[-2000:]
+    for path in printed:
+        assert Path(path).stat().st_size > 0
+    assert (
+        "<html"
+        in (reports / next(n for n in names if n.endswith(".html"))).read_text()[:2000].lower()
+    )
