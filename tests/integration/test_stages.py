@@ -95,10 +95,18 @@ def test_finish_after_a_failure_removes_the_staging_and_releases_the_date(tmp_pa
     lock = Layout(str(dest)).lock(DATE)
     fs = fsspec.filesystem("file")
     assert holder_of(fs, lock).run_id == "R"
-    assert "released the date" in stages.finish(settings, "R")
+    outcome = stages.finish(settings, "R")
+    assert "released the date" in outcome
     assert holder_of(fs, lock) is None
-    assert _staged_ids(dest) == set()
+    # what the run found stays for people to look at: its rejected rows and quality report
+    assert "kept for inspection" in outcome
+    run = dest / "_staging" / f"event_date={DATE}" / "run_id=R"
+    kept = {p.relative_to(run).parent.as_posix() for p in run.rglob("*") if p.is_file()}
+    assert kept == {"rejected", "events/_reports"}  # not its events
+    assert {p.name.split("-")[0] for p in (run / "events" / "_reports").iterdir()} >= {"quality"}
     assert "not this run's" in stages.finish(settings, "R")  # idempotent
+    stages.begin(settings.replace(run_id="S"), "S")  # the next run of the date removes them
+    assert _staged_ids(dest) <= {"S"}
 
 
 @pytest.mark.parametrize("lost", ["a-file", "the-whole-staging"])
