@@ -218,6 +218,8 @@ def _only_versions_remain(s3: s3fs.S3FileSystem, bucket: str) -> None:
             continue
         manifest = json.loads(s3.cat_file(f"{lake}/{events}_manifest.json"))
         expected.add(f"{events}_manifest.json")
+        if not place:  # the published date's marker
+            expected.add(f"{events}_SUCCESS")
         for entry in [*manifest["files"], *manifest.get("reports", [])]:
             base = events if entry["dataset"] == "events" else rejected
             expected.add(f"{base}{entry['path']}")
