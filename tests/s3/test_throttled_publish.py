@@ -90,15 +90,19 @@ def _publish(server: S3Server, bucket: str, fs: Any, layout: Layout, manifest: d
     lock.release()
 
 
-def _holds_exactly(s3: Any, version: v.Version, manifest: dict[str, Any]) -> None:
+def _holds_exactly(
+    s3: Any, version: v.Version, manifest: dict[str, Any], *, marker: bool = False
+) -> None:
     """``version`` holds exactly ``manifest``'s files, each with its bytes (ETags: S3's MD5 of a
-    simple upload, kept by copies), and its manifest."""
+    simple upload, kept by copies), and its manifest (and the published one its marker)."""
     expected = {version.file(e): _etag(_data(manifest["run_id"], e)) for e in manifest["files"]}
     found = {
         f"{top}/{key}": etag for top in (version.events, version.rejected)
         for key, etag in objects(s3, top).items()
     }  # fmt: skip
-    assert set(found) == set(expected) | {version.manifest}
+    assert set(found) == set(expected) | {version.manifest} | (
+        {version.success_marker} if marker else set()
+    )
     assert {k: found[k] for k in expected} == expected
 
 
@@ -142,7 +146,7 @@ def test_a_publish_of_thousands_of_files_rides_out_a_burst_of_slow_down(
     assert faults.injected_by["CopyObject"] >= 300  # the burst met hundreds of copies in flight
     assert faults.injected_by["DeleteObjects"] >= 1  # the retired version's and the staging's
     assert _listed(wap.published_manifest(fs, layout, DATE)) == _listed(new)
-    _holds_exactly(s3, v.published(layout, DATE), new)  # the retired version's files are gone
+    _holds_exactly(s3, v.published(layout, DATE), new, marker=True)  # the old files are gone
     _holds_exactly(s3, v.previous(layout, DATE), old)  # ... but kept for a rollback, as designed
     assert not objects(s3, layout.staging_date(DATE))
     assert holder_of(fs, layout.lock(DATE)) is None
@@ -183,6 +187,6 @@ def test_slow_down_past_the_retries_is_transient_and_the_retry_completes(
     retry.release()
     assert outcome.completed == ["new-run"]
     assert _listed(wap.published_manifest(fs, layout, DATE)) == _listed(new)
-    _holds_exactly(s3, published, new)
+    _holds_exactly(s3, published, new, marker=True)
     _holds_exactly(s3, v.previous(layout, DATE), old)
     assert took < 30
