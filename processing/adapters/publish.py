@@ -105,7 +105,7 @@ from processing.spec.errors import AuditError, ConfigError, DamagedError
 
 #: what the stages and commands use (the manifest reader lives in date_manifests)
 __all__ = ["Fence", "Outcome", "prepare", "publish", "remove_staging", "resolve", "rollback"]
-__all__ += ["discard_staging", "published_manifest"]
+__all__ += ["discard_staging", "published_manifest", "restore_marker"]
 
 log = logging.getLogger(__name__)
 
@@ -362,10 +362,28 @@ def _abandon(day: _Date, intent: Intent, fence: Fence) -> None:
     day.store.remove_tree(day.layout.staging_run(day.date, intent.staging_id))
     published = day.published
     current = day.store.read_json(published.manifest)
-    if intent.tag:
+    if intent.tag:  # (an intent of an older version has no tag: its copies stay unknown)
         _retire(day.store, published, published.live(current), fence, tag=intent.tag)
-    if current is not None:
+    if current is not None and intent.tag:
         _mark_published(day.store, published, fence)
+
+
+def restore_marker(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> bool:
+    """Write the ``_SUCCESS`` marker of a published date that has none (published before the
+    marker existed, or hidden by a run that lost the date) when nothing is open and the
+    date's listing is its published version alone. True if it was written."""
+    if fence.intent is not None:
+        return False
+    day = _Date(lake_store(fs), layout, date)
+    published = day.published
+    current = day.store.read_json(published.manifest)
+    if current is None or fs.exists(published.success_marker):
+        return False
+    listed = published.listing(fs)
+    if v.damage(current, listed, published) or set(listed) - published.live(current):
+        return False  # damaged, or strays beside it: the next run of the date replaces it
+    _mark_published(day.store, published, fence)
+    return True
 
 
 def remove_staging(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> bool:

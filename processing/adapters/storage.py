@@ -30,7 +30,7 @@ def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
-def _local_path(url: str) -> str:
+def local_path(url: str) -> str:
     """The absolute path of a local URL: ``file:///tmp/x``, ``file:/tmp/x`` (RFC 8089's form
     without an authority) and ``/tmp/x`` are all ``/tmp/x``; relative paths are made absolute."""
     if url.startswith("file://"):
@@ -100,7 +100,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(fs, path)`` for ``url``. Local paths become absolute, so workers agree on them."""
     check_url(url)
     if is_local(url):
-        url = _local_path(url)
+        url = local_path(url)
     try:
         fs, path = url_to_fs(url, **dict(storage_options or {}))
     except (ImportError, ValueError, TypeError) as e:

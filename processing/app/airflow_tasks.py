@@ -252,12 +252,13 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
 def lake_asset_uri(dest: str) -> str:
     """The Asset of a lake: its ``events`` table, as a URI (``s3://bucket/prefix/events``,
     ``file:///path/events``), without any credentials the destination's URL carries."""
-    from processing.adapters.storage import redact_url
+    from processing.adapters.storage import is_local, local_path, redact_url
 
-    shown = redact_url(dest).rstrip("/")
-    if "://" not in shown:
-        shown = "file://" + os.path.abspath(shown)
-    return f"{shown}/events"
+    if is_local(dest) or dest.startswith("file:"):
+        return "file://" + local_path(dest).rstrip("/") + "/events"
+    scheme, _, rest = redact_url(dest).rstrip("/").partition("://")
+    scheme = "s3" if scheme in {"s3a", "s3n"} else scheme  # one lake, one Asset
+    return f"{scheme}://{rest}/events"
 
 
 def _emit_asset(context: Mapping[str, Any], uri: str, facts: Mapping[str, Any]) -> None:

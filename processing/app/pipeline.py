@@ -114,8 +114,11 @@ def _run(
             raise  # the date is another run's now: leave everything to it
         except BaseException as e:
             publishing = lock.intent is not None and lock.lost is None
-            if not publishing:
-                stages.discard(settings, run_id, fs=fs, layout=layout, lock=lock)
+            if not publishing:  # an interrupt ends at once: nothing kept for inspection
+                stages.discard(
+                    settings, run_id, fs=fs, layout=layout, lock=lock,
+                    keep=isinstance(e, Exception),
+                )  # fmt: skip
             if isinstance(e, KeyboardInterrupt | Terminated):
                 raise Interrupted(signal_of(e), publishing=publishing) from e
             if publishing and isinstance(e, Exception):
@@ -155,7 +158,9 @@ def rollback(settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> R
                 f"{settings.date} is rolled back (run {manifest.get('run_id')} is published "
                 "again; do not roll back again, that would undo it)"
             )
-            catalog = register_in_catalog(settings, settings.date, manifest, done=done)
+            catalog: tuple[TableRegistration, ...] = ()
+            if manifest:  # (unreadable after a completed interrupted rollback: verify says so)
+                catalog = register_in_catalog(settings, settings.date, manifest, done=done)
     return RolledBack(manifest, outcome.notices, catalog)
 
 
@@ -189,8 +194,11 @@ def register_dates(
                 with lock.held():
                     wap.resolve(fs, layout, date, lock)  # an interrupted publish, completed
                     manifest = wap.published_manifest(fs, layout, date)
-                    if manifest is None:
+                    if manifest is None and only is not None:
                         raise ConfigError(f"{date} is not published: there is nothing to register")
+                    if manifest is None:  # a damaged date (`verify` says more): the others go on
+                        done.append(Registered(date, skipped="not published (damaged?)"))
+                        continue
                     registered = register_in_catalog(
                         settings, date, manifest, done=f"{date} is published", catalog=catalog
                     )
@@ -215,6 +223,10 @@ def collect_garbage(
             if fs.exists(top):
                 names = [e.removesuffix(".json") for e in fs.ls(top, detail=False)]
                 dates.update(d for d in map(entry_date, names) if d is not None)
+        leftovers = set(dates)
+        published = set(verify_dates(fs, layout))
+        unmarked = {d for d in published if not fs.exists(layout.success_marker(d))}
+        dates |= unmarked
         if only is not None:
             dates &= {only}
         done = []
@@ -224,20 +236,25 @@ def collect_garbage(
                 with lock.held():
                     resolved = wap.resolve(fs, layout, date, lock)
                     had_staging = wap.remove_staging(fs, layout, date, lock)
+                    marked = date in unmarked and wap.restore_marker(fs, layout, date, lock)
                 if resolved.completed:
                     what = "completed an interrupted publish"
                 elif resolved.notices:
                     what = "; ".join(resolved.notices)
+                elif had_staging:
+                    what = "removed failed runs' staging"
+                elif marked:
+                    what = "wrote the missing _SUCCESS marker"
+                elif date in unmarked and date not in leftovers:
+                    what = "no _SUCCESS marker, and its listing is not its version alone: `verify`"
                 else:
-                    what = (
-                        "removed failed runs' staging"
-                        if had_staging
-                        else "released a dead run's lock"
-                    )
+                    what = "released a dead run's lock"
+                if marked and (resolved.completed or resolved.notices or had_staging):
+                    what += "; wrote the missing _SUCCESS marker"
                 done.append(f"{date}: {what}")
             except DateLockedError as e:
                 done.append(f"{date}: skipped, {e}")
-        checked = [only] if only is not None else verify_dates(fs, layout)
+        checked = [only] if only is not None else sorted(published)
         damaged = [c for c in _check(fs, layout, checked, footers=False) if c.damaged]
     return done, damaged
 

@@ -203,6 +203,23 @@ def test_failure_before_publish_leaves_published_date_unchanged(cli, tmp_path: P
     assert not any((dest / "_staging").rglob("*"))  # the next run removed them
 
 
+def test_gc_writes_the_marker_a_published_date_lacks(cli, tmp_path: Path) -> None:
+    """A date published before the marker existed (or whose marker a run that lost the date
+    deleted late): verify notes it, gc writes it when the listing is the version alone."""
+    dest = tmp_path / "lake"
+    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest,
+               "--workers", "1").returncode == 0  # fmt: skip
+    marker = dest / "events" / f"event_date={DATE}" / "_SUCCESS"
+    marker.unlink()
+    verified = cli("verify", "--date", DATE, "--dest", dest)
+    assert verified.returncode == 0 and "no _SUCCESS marker" in verified.stdout
+    gc = cli("gc", "--dest", dest)
+    assert gc.returncode == 0, gc.stderr
+    assert f"{DATE}: wrote the missing _SUCCESS marker" in gc.stdout
+    assert marker.read_bytes() == b""
+    assert "nothing to collect" in cli("gc", "--dest", dest).stdout  # once
+
+
 def test_gc_removes_what_a_failed_run_kept_for_inspection(cli, tmp_path: Path) -> None:
     dest = tmp_path / "lake"
     bad = ROOT / "data" / "bad_records.jsonl"

@@ -130,7 +130,7 @@ def spark_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     assert java, "Spark needs Java 17+: ./dev test installs Java (Debian default-jre-headless)"
     python = SPARK_ENV / "bin" / "python"
     if not python.exists():
-        _uv("venv", "--quiet", "--python", sys.executable, SPARK_ENV)
+        _uv("venv", "--quiet", "--clear", "--python", sys.executable, SPARK_ENV)
     requirements = tmp_path_factory.mktemp("spark-env") / "requirements.txt"
     _uv("export", "--frozen", "--quiet", "--only-group", "spark", "--no-hashes",
         "--no-emit-project", "--output-file", requirements)  # fmt: skip

@@ -142,3 +142,25 @@ def test_a_retried_publish_whose_staging_was_abandoned_does_not_claim_success(
     assert not staged.exists()
     holder = holder_of(fs, Layout(str(dest)).lock(DATE))
     assert holder is None or holder.publishing is None  # resolved: nothing left open
+
+
+def test_a_failed_run_that_lost_its_date_keeps_nothing_for_inspection(tmp_path: Path) -> None:
+    """Another run holds the date now (and may be completing a publish from this staging):
+    the failed run must not write into its staging or remove its events for inspection."""
+    from processing.adapters.date_lock import DateLock
+    from processing.app.context import date_lock
+    from processing.spec.errors import LockLostError
+
+    dest = tmp_path / "lake"
+    settings = _settings(dest)
+    stages.begin(settings, "R")
+    stages.process(settings, "R")
+    fs, layout = fsspec.filesystem("file"), Layout(str(dest))
+    mine = date_lock(settings, fs, layout, "R", resume=True)
+    mine.acquire()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    DateLock(fs, layout.lock(DATE), "S", ttl_seconds=600, clock=lambda: later).acquire()
+    with pytest.raises(LockLostError):
+        mine.check()
+    assert stages.discard(settings, "R", fs=fs, layout=layout, lock=mine) is None
+    assert not list((dest / "_staging").rglob("quality-*"))

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from processing.app.airflow_tasks import pipeline_run_id, run_date
+from processing.app.airflow_tasks import lake_asset_uri, pipeline_run_id, run_date
 from processing.logic.layout import check_run_id
 
 
@@ -109,3 +109,21 @@ def test_a_cleared_run_takes_the_date_back_from_its_earlier_attempt(tmp_path) ->
     airflow_tasks._release_earlier_attempt(_context("manual__2023-10-24", cleared=1), settings)
     holder = holder_of(fs, lock_path)
     assert holder is not None and holder.run_id == "manual__2023-10-25-c0"
+
+
+@pytest.mark.parametrize(
+    ("dest", "uri"),
+    [
+        ("s3://bucket/lake", "s3://bucket/lake/events"),
+        ("s3://bucket/lake/", "s3://bucket/lake/events"),
+        ("s3a://bucket/lake", "s3://bucket/lake/events"),  # one lake, one Asset
+        ("/data/lake", "file:///data/lake/events"),
+        ("file:///data/lake", "file:///data/lake/events"),
+        ("file:/data/lake", "file:///data/lake/events"),
+    ],
+)
+def test_the_lakes_asset_is_its_events_table(dest: str, uri: str) -> None:
+    from airflow.sdk import Asset
+
+    assert lake_asset_uri(dest) == uri
+    assert Asset(uri).uri == uri  # as Airflow keeps it

@@ -42,3 +42,27 @@ def test_a_late_day_says_what_to_check_and_how_to_rerun() -> None:
     assert "2023-10-23 is not complete" in step.message
     assert "no row from 2023-10-24 02:00 UTC" in step.message
     assert "rerun the date" in step.message
+
+
+def test_the_watermark_restriction_takes_any_later_row_and_a_partitions_midnight() -> None:
+    from processing.logic.bigquery_plan import parse_row_restriction, rows_from
+
+    mark = dt.datetime(2023, 10, 24, 2, tzinfo=dt.UTC)
+    window = parse_row_restriction(rows_from("timestamp", mark))
+    assert window is not None and window.start == mark
+    assert window.end is not None and window.end - mark > dt.timedelta(days=3000)  # any later row
+    # an ingestion-time partition column holds midnights: the mark's day counts
+    window = parse_row_restriction(rows_from("_PARTITIONTIME", mark))
+    assert window is not None and window.start == dt.datetime(2023, 10, 24, tzinfo=dt.UTC)
+
+
+def test_a_deadline_before_the_watermark_is_refused() -> None:
+    from processing.spec.errors import ConfigError
+    from processing.spec.settings import Settings
+
+    with pytest.raises(ConfigError, match="PROCESSING_DAY_COMPLETE_TIMEOUT_SECONDS"):
+        Settings.load(
+            {"PROCESSING_DAY_COMPLETE_TIMEOUT_SECONDS": "3600",
+             "PROCESSING_DAY_COMPLETE_LATENESS_SECONDS": "7200"},
+            required=(),
+        )  # fmt: skip

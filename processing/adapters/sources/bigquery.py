@@ -39,6 +39,9 @@ from processing.spec.errors import (
 
 log = logging.getLogger(__name__)
 
+#: How long the watermark read (the DAG's wait_for_day) retries before its error is transient.
+_WATERMARK_DEADLINE_SECONDS = 120.0
+
 
 @dataclass(frozen=True)
 class BigQueryOptions:
@@ -297,21 +300,22 @@ class BigQuerySource:
         )
         client = make_client(o.endpoint)
         what = f"watermark read on {table}"
+        # a look is short (the sensor's task has minutes): an outage is a transient error
+        # early enough to be retried, not a task timeout
+        deadline = min(o.deadline_seconds, _WATERMARK_DEADLINE_SECONDS)
         try:
             created = client.create_read_session(
-                request=request,
-                retry=_retry(o.deadline_seconds),
-                timeout=min(60.0, o.deadline_seconds),
+                request=request, retry=_retry(deadline), timeout=min(60.0, deadline)
             )
             for stream in created.streams:  # the service may cut no stream for no rows
-                for response in client.read_rows(stream.name, timeout=o.deadline_seconds):
+                for response in client.read_rows(stream.name, timeout=deadline):
                     if response.row_count > 0:
                         return True
             return False
         except gx.InvalidArgument as e:
             raise _drift(e, table, o.time_column) from None
         except (gx.GoogleAPICallError, gx.RetryError) as e:
-            raise translate(e, what, o.deadline_seconds) from None
+            raise translate(e, what, deadline) from None
         finally:
             _close(client)
 

@@ -39,12 +39,19 @@ class Kept:
 
 
 def discard(
-    settings: Settings, run_id: str, *, fs: Any, layout: Layout, lock: DateLock | None = None
+    settings: Settings,
+    run_id: str,
+    *,
+    fs: Any,
+    layout: Layout,
+    lock: DateLock | None = None,
+    keep: bool = True,
 ) -> Kept | None:
     """Remove a failed run's staging and what its stages kept (best effort: the next run of
-    the date, or gc, removes what is left), but for a run that processed its pieces: its
-    rejected rows and its quality report stay, for people to see what it found; returns them."""
-    kept = _keep_for_inspection(settings, run_id, fs=fs, layout=layout, lock=lock)
+    the date, or gc, removes what is left), but for a run that processed its pieces (and
+    ``keep``: not on an interrupt, which must end quickly): its rejected rows and its quality
+    report stay, for people to see what it found; returns them."""
+    kept = _keep_for_inspection(settings, run_id, fs=fs, layout=layout, lock=lock) if keep else None
     try:
         discard_attempts(
             fs, layout, settings.date, run_id, lock, keep=kept.staging_id if kept else None
@@ -64,7 +71,11 @@ def _keep_for_inspection(
     settings: Settings, run_id: str, *, fs: Any, layout: Layout, lock: DateLock | None
 ) -> Kept | None:
     """Write the quality report of a run that processed its pieces into its staging, and
-    remove the staged events (the bulk of the date) but not the rejected rows."""
+    remove the staged events (the bulk of the date) but not the rejected rows. Nothing when
+    the date's lock is not plainly this run's: lost (another run may be completing a publish
+    from this staging), or with a publish open."""
+    if lock is None or lock.lost is not None or lock.intent is not None:
+        return None
     try:
         done = RunRecords(fs, layout, settings.date, run_id).processed()
         if done is None:  # failed before its pieces were processed: nothing whole to show
@@ -73,7 +84,8 @@ def _keep_for_inspection(
             report = publish_stage.report_for_inspection(scope, settings)
         events, rejected = layout.staged(settings.date, done.staging_id)
         pieces = layout.piece_records(settings.date, done.staging_id)
-        data = [e for e in fs.ls(events, detail=False) if "/event_name=" in e]
+        listed = fs.ls(events, detail=False) if fs.exists(events) else []
+        data = [e for e in listed if e.rstrip("/").rsplit("/", 1)[-1].startswith("event_name=")]
         for gone in [*data, pieces]:
             if fs.exists(gone):
                 fs.rm(gone, recursive=True)

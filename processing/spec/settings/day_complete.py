@@ -55,7 +55,14 @@ class DayCompleteSettings(Section):
             ("day_complete_timeout_seconds", 0),
             ("day_complete_poll_seconds", 1),
         ):
-            value = getattr(self, name)
+            value = getattr(self, name)  # (checked before the two are compared below)
             if not least <= value <= 7 * 86_400:
                 raise bad(name, f"{name} must be between {least} and 604,800 (seconds; got "
                           f"{value!r})", flag=False)  # fmt: skip
+        if self.day_complete_timeout_seconds <= self.day_complete_lateness_seconds:
+            raise bad(
+                "day_complete_timeout_seconds",
+                "day_complete_timeout_seconds must be longer than "
+                "day_complete_lateness_seconds (the deadline would come before the watermark)",
+                flag=False,
+            )
