@@ -214,8 +214,10 @@ def test_a_day_not_complete_in_bigquery_is_waited_for_deferred_then_alerted(
     now = dt.datetime.now(dt.UTC)
     yesterday = now.date() - dt.timedelta(days=1)
     since_its_end = now - dt.datetime.combine(now.date(), dt.time(0), tzinfo=dt.UTC)
-    # the deadline a few seconds from now, looking every second
-    timeout = int(since_its_end.total_seconds()) + 4
+    # the watermark at the day's end (the table has no row from today on), the deadline
+    # seconds from now, looking every second
+    timeout = int(since_its_end.total_seconds()) + 20  # dag.test() takes seconds to start
+    monkeypatch.setenv("PROCESSING_DAY_COMPLETE_LATENESS_SECONDS", "0")
     monkeypatch.setenv("PROCESSING_DAY_COMPLETE_TIMEOUT_SECONDS", str(timeout))
     monkeypatch.setenv("PROCESSING_DAY_COMPLETE_POLL_SECONDS", "1")
     looks: list[dt.datetime] = []  # each look at the table (the tasks run in this process)
@@ -232,7 +234,7 @@ def test_a_day_not_complete_in_bigquery_is_waited_for_deferred_then_alerted(
     assert states["plan"] == "upstream_failed", states
     # deferred between looks, then past its deadline
     assert len(looks) >= 3, looks
-    assert set(looks) == {dt.datetime.combine(now.date(), dt.time(2), tzinfo=dt.UTC)}
+    assert set(looks) == {dt.datetime.combine(now.date(), dt.time(0), tzinfo=dt.UTC)}
     assert [t for t in webhook.texts() if "is not complete in the source" in t], webhook.texts()
     assert _leftovers(pipeline_env) == []
 
