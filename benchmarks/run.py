@@ -320,10 +320,16 @@ class Bench:
     processes: bool = False
 
     def pipeline(
-        self, name: str, source: Path, rows: int, bigquery_endpoint: str | None = None
+        self,
+        name: str,
+        source: Path,
+        rows: int,
+        bigquery_endpoint: str | None = None,
+        extra: Sequence[str] = (),
     ) -> Result:
         """The pipeline on ``source``, or on the same file served by the BigQuery emulator at
-        ``bigquery_endpoint`` (which filters out the rows of other dates before sending)."""
+        ``bigquery_endpoint`` (which filters out the rows of other dates before sending);
+        ``extra``: more flags of ``processing run``."""
         dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
         try:
             origin = (
@@ -336,6 +342,7 @@ class Bench:
                 *_flags(date=DATE, dest=dest), *origin,
                 *(_flags(workers=self.workers) if self.workers else []),
                 *(["--processes"] if self.processes else []),
+                *extra,
             ]  # fmt: skip
             timed = measure(name, command, self.workdir / "logs" / f"{name}.log", self.wait_idle)
             manifest_path = dest / "events" / f"event_date={DATE}" / "_manifest.json"
@@ -459,6 +466,22 @@ class Verdict:
     required: str
     status: str  # PASS, FAIL, SKIP, or INFO (no target)
     value: float | None
+
+
+def pseudonymised_verdict(floor_result: Result, base: Result, keyed: Result) -> Verdict:
+    """The pipeline with user ids pseudonymised must still meet the throughput target; the
+    value shown also says what the hashing costs against the same run without it."""
+    ratio = keyed.rows_per_second / floor_result.rows_per_second
+    cost = keyed.wall_seconds / base.wall_seconds - 1
+    ok = ratio >= MIN_THROUGHPUT_RATIO
+    status = "INFO" if keyed.rows < TARGET_ROWS else ("PASS" if ok else "FAIL")
+    return Verdict(
+        "pseudonymised throughput / floor throughput",
+        f"{ratio:.2f}x ({cost:+.0%} wall time against the run without a key)",
+        f">= {MIN_THROUGHPUT_RATIO:.2f}x",
+        status,
+        ratio,
+    )
 
 
 def evaluate(
@@ -690,6 +713,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep", action="store_true", help="keep the output directories")
     parser.add_argument(
+        "--pseudonymise",
+        action="store_true",
+        help="also run the pipeline with user ids pseudonymised (a random key) and judge it",
+    )
+    parser.add_argument(
         "--bigquery",
         action="store_true",
         help="also run the pipeline through the BigQuery emulator serving the same file",
@@ -723,6 +751,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "floor": lambda n: bench.floor(n, source, args.rows),
         "pipeline": lambda n: bench.pipeline(n, source, args.rows),
     }
+    if args.pseudonymise:  # the same run with user ids pseudonymised (HMAC-SHA256)
+        key = workdir / "user-id-key"
+        key.write_bytes(os.urandom(32))
+        keyed = ["--user-id-key-file", str(key)]
+        attempts["pipeline-pseudonymised"] = lambda n: bench.pipeline(
+            n, source, args.rows, extra=keyed
+        )
     if not args.no_peers:
         attempts |= {
             peer: (lambda n, peer=peer: bench.floor(n, source, args.rows, peer=peer))
@@ -753,7 +788,12 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         )
         results.append(scaled)
 
+    keyed_result = paired.get("pipeline-pseudonymised")
+    if keyed_result:
+        results.insert(2, keyed_result)
     verdicts = evaluate(floor_result, base, scaled, through_bq, bq_cached, peers=peers)
+    if keyed_result:
+        verdicts.insert(1, pseudonymised_verdict(floor_result, base, keyed_result))
     print_report(results, verdicts)
     median_ratio = None
     if args.repeat > 1:  # context for the verdict, which compares the fastest attempts
@@ -773,6 +813,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "seed": SEED,
             "sample_seconds": SAMPLE_SECONDS,
             "wait_idle": args.wait_idle,
+            "pseudonymise": args.pseudonymise,
         },
         "environment": env,
         "runs": {r.name: asdict(r) for r in results},

@@ -8,7 +8,9 @@ plan the BigQuery read, pin its snapshot) ->
 `create_cluster` (setup: a DaskCluster named after the run, sized from the plan) ->
 `process` (read the streams, validate, write Parquet to the run's staging) -> `audit` ->
 `publish` (replace exactly date D; the previous version is kept for a rollback) ->
-`delete_cluster` and `finish` (teardowns: they run whatever happened; a failed run stays failed).
+`delete_cluster` and `finish` (teardowns: they run whatever happened; a failed run stays failed);
+after a publish, `expire` applies the lake's retention when `PROCESSING_KEEP_DAYS` is set (and
+logs that nothing expires when it is not).
 
 **Schedule**: at 02:00 UTC on D+1 for D. `wait_for_day` then waits until the table has a row
 from D+1 00:00 plus `PROCESSING_DAY_COMPLETE_LATENESS_SECONDS` (2 h) on, looking every
@@ -135,6 +137,15 @@ with DAG(
 
         return airflow_tasks.delete_cluster(context, cluster)
 
+    # the retention (PROCESSING_KEEP_DAYS; nothing without it), on today's UTC cutoff: never the
+    # date this run published (a backfill of a date already past retention keeps it until the
+    # next run's expire removes it), and a date another run holds is left for the next run
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def expire(**context):
+        from processing.app import airflow_tasks
+
+        return airflow_tasks.expire(context)
+
     @task(retries=5, execution_timeout=dt.timedelta(minutes=10))
     def finish(**context):
         from processing.app import airflow_tasks
@@ -151,5 +162,6 @@ with DAG(
     deleted = delete_cluster(cluster)
     finished = finish()
     published >> deleted >> finished
+    published >> expire()
     deleted.as_teardown(setups=cluster)
     finished.as_teardown(setups=planned)

@@ -105,7 +105,7 @@ from processing.spec.errors import AuditError, ConfigError, DamagedError
 
 #: what the stages and commands use (the manifest reader lives in date_manifests)
 __all__ = ["Fence", "Outcome", "prepare", "publish", "remove_staging", "resolve", "rollback"]
-__all__ += ["discard_staging", "published_manifest", "restore_marker"]
+__all__ += ["discard_staging", "drop_previous", "published_manifest", "restore_marker"]
 
 log = logging.getLogger(__name__)
 
@@ -383,6 +383,25 @@ def restore_marker(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence:
     if v.damage(current, listed, published) or set(listed) - published.live(current):
         return False  # damaged, or strays beside it: the next run of the date replaces it
     _mark_published(day.store, published, fence)
+    return True
+
+
+def drop_previous(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> bool:
+    """Delete the version kept for a rollback (an erasure's: it holds the erased rows): its
+    manifest first, so a rollback never restores part of it, then its files. True if there was
+    one. Like the marker (see the module's docstring), the manifest's name is every kept
+    version's: a run paused after its check and woken after the next publish kept a version
+    deletes that version's manifest (its rollback is refused, its data stays published)."""
+    day = _Date(lake_store(fs), layout, date)
+    previous = day.previous
+    listed = previous.listing(fs)
+    if not listed:
+        return False
+    fence.check()
+    if previous.manifest in listed:
+        day.store.delete([previous.manifest], (previous.events, previous.rejected))
+    _retire(day.store, previous, set(), fence)
+    day.store.remove_empty_directories([layout.previous(date)])
     return True
 
 

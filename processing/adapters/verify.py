@@ -161,6 +161,12 @@ def _check(fs: Any, layout: Layout, date: dt.date, *, footers: bool) -> DateChec
     ]
     if lost_reports:
         notes.append(f"listed reports are missing: {', '.join(lost_reports)}")
+    expired = manifest.get("rejected_expired")
+    if isinstance(expired, dict):  # (`expire`: the manifest no longer lists them, by design)
+        notes.append(
+            f"its {expired.get('rows', 0):,} rejected rows ({expired.get('files', 0)} files) "
+            f"expired at {expired.get('at')} (retention): not missing"
+        )
     previous_problems: list[str] = []
     kept, kept_unreadable = _manifest(fs, previous.manifest)
     if kept_unreadable:
@@ -178,13 +184,22 @@ def _check(fs: Any, layout: Layout, date: dt.date, *, footers: bool) -> DateChec
         str(manifest.get("run_id")),
         files=len(files),
         rows_valid=int(manifest.get("rows_valid") or 0),
-        rows_rejected=int(manifest.get("rows_rejected") or 0),
+        rows_rejected=_rows_rejected_left(manifest),
         problems=problems,
         previous_problems=[f"(run {kept.get('run_id')}) {p}" for p in previous_problems]
         if kept
         else previous_problems,
         notes=notes,
     )
+
+
+def _rows_rejected_left(manifest: Mapping[str, Any]) -> int:
+    """The rejected rows the version still holds: those its run counted, less those a
+    retention expired (the manifest keeps the run's own count; ``rejected_expired`` says how
+    many went)."""
+    expired = manifest.get("rejected_expired")
+    gone = int(expired.get("rows") or 0) if isinstance(expired, dict) else 0
+    return max(int(manifest.get("rows_rejected") or 0) - gone, 0)
 
 
 def published_dates(fs: Any, layout: Layout) -> list[dt.date]:

@@ -294,6 +294,38 @@ def finish(context: Mapping[str, Any]) -> str:
     return outcome
 
 
+def expire(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The DAG's last task: the lake's retention (``PROCESSING_KEEP_DAYS``, and
+    ``PROCESSING_REJECTED_KEEP_DAYS``), as ``python -m processing expire`` does it; nothing
+    without it.
+
+    The cutoff is today's (UTC), not the run's date, and the run's own date is spared: a
+    backfill of a date already past retention publishes it, emits its Asset, and keeps it until
+    the next run's expire removes it (a warning says so), so a downstream DAG reading it is not
+    cut short; raise the retention before backfilling dates older than it. A date another run
+    holds (a rerun, the run of the next date expiring the same dates) is skipped and left to
+    the next run's expire, without failing this one."""
+    from processing.app.retention import expire as expire_dates
+
+    with _outcome():
+        settings = settings_for(context)
+        if settings.keep_days is None:
+            log.info("no retention configured (PROCESSING_KEEP_DAYS is not set): nothing expires")
+            return {"configured": False, "expired": [], "rejected_expired": [], "skipped": []}
+        done = expire_dates(settings, dry_run=False, spare=settings.date)
+    for line in done.lines():
+        log.info("%s", line)
+    for skipped in done.skipped:
+        log.warning("%s: left for the next run's expire", skipped.line(dry_run=False))
+    acted = [d for d in done.dates if d.paths and not d.skipped]
+    return {
+        "configured": True,
+        "expired": [str(d.date) for d in acted if d.whole],
+        "rejected_expired": [str(d.date) for d in acted if not d.whole],
+        "skipped": [str(d.date) for d in done.skipped],
+    }
+
+
 def notify_failure(context: Mapping[str, Any]) -> list[str]:
     """Callback of a task that failed for good: a notice to the channels whose Airflow
     connection is defined (``processing.app.notify``); returns where it went."""

@@ -22,9 +22,11 @@ from processing.adapters.storage import (
     redact_url,
     storage_options_for,
 )
+from processing.adapters.user_id_key import load_key
 from processing.logic.bigquery_plan import SCHEME
 from processing.logic.glue_catalog import TableRegistration
 from processing.logic.layout import Layout
+from processing.logic.pseudonymise import key_id
 from processing.spec.errors import (
     ConfigError,
     PipelineError,
@@ -33,6 +35,14 @@ from processing.spec.errors import (
 from processing.spec.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def user_id_key_id(settings: Settings) -> str | None:
+    """The id of the key user ids are pseudonymised with (None: published raw): the key file is
+    read and checked here, so a missing or short key fails the command before any work."""
+    if settings.user_id_key_file is None:
+        return None
+    return key_id(load_key(settings.user_id_key_file))
 
 
 def utcnow() -> dt.datetime:

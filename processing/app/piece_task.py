@@ -23,6 +23,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from processing.adapters.merger import merge_files
 from processing.adapters.sources.base import Piece
 from processing.adapters.storage import filesystem, put_bytes, transient_storage_errors
+from processing.adapters.user_id_key import worker_pseudonymiser
 from processing.adapters.writer import PieceWriter, WriteOptions
 from processing.logic import profile as prof
 from processing.logic.batch import event_names, split_batch
@@ -56,6 +57,9 @@ class TaskContext:
     retries: int = 2
     retry_wait_seconds: float = 1.0
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: the file of the key that pseudonymises user ids, and the key's id (None: raw ids)
+    user_id_key_file: str | None = None
+    user_id_key_id: str | None = None
 
 
 def warm_up(date: dt.date) -> None:
@@ -159,9 +163,12 @@ def _process_once(piece: Piece, ctx: TaskContext) -> PieceResult:
     reasons: Counter[str] = Counter()
     profiles: list[prof.Profile] = []
     names: set[str] = set()
+    pseudonymiser = None
+    if ctx.user_id_key_file is not None and ctx.user_id_key_id is not None:
+        pseudonymiser = worker_pseudonymiser(ctx.user_id_key_file, ctx.user_id_key_id)
     try:
         for batch in _read(piece, ctx.batch_rows):
-            result = split_batch(batch, ctx.date, piece.id, rows_read)
+            result = split_batch(batch, ctx.date, piece.id, rows_read, pseudonymiser)
             names |= event_names(result.valid)
             if len(names) > ctx.max_event_names:  # before writing a partition for each
                 raise too_many_event_names(ctx.date, len(names), ctx.max_event_names, names)
@@ -181,6 +188,7 @@ def _process_once(piece: Piece, ctx: TaskContext) -> PieceResult:
             files=tuple(files),
             seconds=time.perf_counter() - started,
             profile=prof.add(profiles),
+            user_id_key_id=ctx.user_id_key_id,
         )
         record = f"{layout.piece_records(ctx.date, ctx.run_id)}/{piece.index:05d}.json"
         put_bytes(fs, record, piece_record(piece, done))

@@ -30,6 +30,7 @@ from processing.app.context import (
     s3_options,
     source_for,
     task_slots,
+    user_id_key_id,
     utcnow,
 )
 from processing.app.stages import Progress, RunReport
@@ -101,6 +102,7 @@ def _run(
     on_progress: Progress | None,
 ) -> RunReport:
     refuse_a_partial_day(settings, clock())  # before the date's lock: nothing is touched
+    user_id_key_id(settings)  # likewise a missing or short key
     with storage_errors():
         fs, layout, _ = destination(settings)
         lock = date_lock(settings, fs, layout, run_id)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from processing.logic import profile as prof
 from processing.logic.normalise import normalise, replace_invalid_utf8, to_utc_microseconds
+from processing.logic.pseudonymise import Pseudonymiser, pseudonymise_record
 from processing.logic.validate import failure_reasons
 from processing.spec import rules as r
 from processing.spec import schema as s
@@ -110,8 +111,12 @@ def split_batch(
     run_date: dt.date,
     piece: str = "",
     first_row: int = 0,
+    pseudonymiser: Pseudonymiser | None = None,
 ) -> BatchResult:
-    """Normalise and validate ``batch``; ``first_row`` is its offset in the piece (for tracing)."""
+    """Normalise and validate ``batch``; ``first_row`` is its offset in the piece (for tracing).
+    With a ``pseudonymiser``, user ids are pseudonymised once validated: the valid rows'
+    ``user_id`` and the id in each rejected row's source record
+    (:mod:`processing.logic.pseudonymise`)."""
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     normalised = normalise(table)
     failing = failure_reasons(normalised, run_date)
@@ -123,9 +128,12 @@ def split_batch(
         keep[bad_rows] = False
         valid = normalised.filter(pa.array(keep))
         reasons = [failing[i] for i in bad_rows]
+        records = source_records(table, bad_rows)
+        if pseudonymiser is not None:
+            records = [pseudonymise_record(text, pseudonymiser.key) for text in records]
         rejected = pa.table(
             {
-                "source_record": pa.array(source_records(table, bad_rows), pa.string()),
+                "source_record": pa.array(records, pa.string()),
                 "reasons": pa.array(reasons, pa.list_(pa.string())),
                 "reason": pa.array([rs[0] for rs in reasons], pa.string()),
                 "piece": pa.array([piece] * len(bad_rows), pa.string()),
@@ -143,6 +151,10 @@ def split_batch(
         rejected_times, first_reasons = pa.array([], pa.timestamp("us", tz="UTC")), []
 
     valid = valid.select(s.VALID_SCHEMA.names).cast(s.VALID_SCHEMA)
+    if pseudonymiser is not None:
+        position = valid.schema.get_field_index(s.USER_ID)
+        hashed = pseudonymiser(valid.column(position))
+        valid = valid.set_column(position, valid.schema.field(position), hashed)
     if valid.num_rows + rejected.num_rows != n:
         raise AuditError(
             f"batch at row {first_row} of {piece}: read {n}, valid {valid.num_rows} + rejected "

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from processing.logic import profile as prof
+from processing.logic.pseudonymise import user_id_form
 from processing.spec.errors import AuditError
 from processing.spec.schema import SCHEMA_VERSION
 
@@ -37,6 +38,8 @@ class PieceResult:
     seconds: float = 0.0
     #: counts by hour, platform and reason, for the quality report (:mod:`.profile`)
     profile: dict[str, Any] = field(default_factory=dict)
+    #: the key id its user ids were pseudonymised with (None: published as they came)
+    user_id_key_id: str | None = None
 
 
 def piece_result(doc: Mapping[str, Any]) -> PieceResult:
@@ -55,6 +58,8 @@ class RunTotals:
     files: tuple[FileInfo, ...] = field(repr=False)
     #: the pieces' profiles added up; None if a piece made none (staged by an older version)
     profile: dict[str, Any] | None = field(default=None, repr=False)
+    #: the key id every piece pseudonymised its user ids with (None: raw ids)
+    user_id_key_id: str | None = None
 
     @property
     def bytes_written(self) -> int:
@@ -93,6 +98,10 @@ def reconcile(pieces: Iterable[PieceResult]) -> RunTotals:
             if f.dataset == "events" and f.event_name is not None:
                 by_event[f.event_name] += f.rows
         files.extend(p.files)
+    keys = {p.user_id_key_id for p in pieces}
+    if len(keys) > 1:
+        shown = sorted("raw ids" if k is None else f"key {k}" for k in keys)
+        problems.append(f"the pieces' user ids were written in different forms: {shown}")
     paths = [(f.dataset, f.path) for f in files]
     if len(paths) != len(set(paths)):
         problems.append("two pieces wrote the same file name")
@@ -106,6 +115,7 @@ def reconcile(pieces: Iterable[PieceResult]) -> RunTotals:
         valid_by_event=dict(sorted(by_event.items())),
         files=tuple(sorted(files, key=lambda f: (f.dataset, f.path))),
         profile=prof.add(p.profile for p in pieces) if all(p.profile for p in pieces) else None,
+        user_id_key_id=next(iter(keys)) if len(keys) == 1 else None,
     )
 
 
@@ -140,5 +150,6 @@ def build_manifest(
         if totals.rows_read
         else 0.0,
         "files": [asdict(f) for f in totals.files],
+        "user_id": user_id_form(totals.user_id_key_id),
         **(extra or {}),
     }

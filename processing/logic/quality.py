@@ -59,7 +59,17 @@ def summary(manifest: Mapping[str, Any], profile: Mapping[str, Any] | None) -> S
         "valid_by_hour": list(profile["valid_by_hour"]) if profile else None,
         "valid_by_platform": _top(profile["valid_by_platform"]) if profile else None,
         "rejected_by_hour": dict(profile["rejected_by_hour"]) if profile else None,
+        "user_ids": _user_ids(manifest),
     }
+
+
+def _user_ids(manifest: Mapping[str, Any]) -> str | None:
+    """How the day's user ids were published: ``"raw"``, ``"key <key id>"``, or None (a
+    manifest from before the pipeline recorded it)."""
+    form = manifest.get("user_id")
+    if not isinstance(form, Mapping):
+        return None
+    return f"key {form.get('key_id')}" if form.get("pseudonymised") else "raw"
 
 
 #: Platforms kept by name in a summary; the rest are added up as OTHER (a platform column that
@@ -253,6 +263,17 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
         if row["rows"] and any(h["rows_read"] for h in history) and row["days_seen"] == 0:
             add("info", "rejected", f"new rejection reason {row['value']}: {row['rows']:,} rows")
 
+    known = [h for h in history if h.get("user_ids") is not None]
+    if day.get("user_ids") is not None and known:
+        before = max(known, key=lambda h: h["date"])
+        if before["user_ids"] != day["user_ids"]:
+            add(
+                "warning",
+                "user_ids",
+                f"user ids are published {_form(day['user_ids'])}, on {before['date']} "
+                f"{_form(before['user_ids'])}: user_id does not join across them",
+            )
+
     empty = [
         row["hour"]
         for row in comparison["hourly"] or []
@@ -265,6 +286,10 @@ def findings(day: Summary, history: Sequence[Summary], comparison: Mapping[str, 
         add("warning", "hourly", f"no valid event in hours that usually have some: {hours} UTC")
     found.sort(key=lambda f: f["severity"] != "warning")
     return found
+
+
+def _form(user_ids: str) -> str:
+    return "as they came" if user_ids == "raw" else f"pseudonymised under {user_ids}"
 
 
 def report(

@@ -83,8 +83,11 @@ def test_the_story_in_the_ui_with_setups_and_teardowns(events_dag) -> None:
     assert tasks["delete_cluster"].is_teardown and tasks["finish"].is_teardown
     assert "create_cluster" in tasks["delete_cluster"].upstream_task_ids
     assert "plan" in tasks["finish"].upstream_task_ids
-    for t in ("process", "audit", "publish"):
+    for t in ("process", "audit", "publish", "expire"):
         assert not tasks[t].is_setup and not tasks[t].is_teardown
+    # the retention runs after a publish only (a failed run expires nothing), last
+    assert tasks["expire"].upstream_task_ids == {"publish"}
+    assert not tasks["expire"].downstream_task_ids
 
 
 def test_publish_emits_the_asset_alias_the_downstream_example_is_scheduled_on(dagbag) -> None:

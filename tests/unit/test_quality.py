@@ -353,3 +353,29 @@ def test_a_published_report_is_read_back_only_if_this_version_can_use_it() -> No
         date = DATE - dt.timedelta(1) if "report of" in why else DATE
         with pytest.raises(ValueError, match=why):
             quality.parse(wrong, date)
+
+
+def test_a_change_of_user_id_form_or_key_is_flagged() -> None:
+    def keyed(manifest: dict[str, Any], form: dict[str, Any] | None) -> dict[str, Any]:
+        return manifest if form is None else {**manifest, "user_id": form}
+
+    raw, key_a = {"pseudonymised": False}, {"pseudonymised": True, "key_id": "aaaa"}
+    key_b = {"pseudonymised": True, "key_id": "bbbb"}
+
+    def history(form: dict[str, Any] | None) -> list[quality.Summary]:
+        return [
+            quality.summary(keyed(_manifest(DATE - dt.timedelta(d), n), form), _profile(n))
+            for d, n in WEEK.items()
+        ]
+
+    same = _report(keyed(_manifest(DATE, 10_000), key_a), _profile(10_000), history(key_a))
+    assert "user_ids" not in _checks(same)
+    rotated = _report(keyed(_manifest(DATE, 10_000), key_b), _profile(10_000), history(key_a))
+    assert "user_ids" in _checks(rotated)
+    assert "pseudonymised under key bbbb, on 2023-10-22 pseudonymised under key aaaa" in " ".join(
+        f["message"] for f in rotated["findings"]
+    )
+    first = _report(keyed(_manifest(DATE, 10_000), key_a), _profile(10_000), history(raw))
+    assert "as they came" in " ".join(f["message"] for f in first["findings"])
+    older = _report(keyed(_manifest(DATE, 10_000), key_a), _profile(10_000), history(None))
+    assert "user_ids" not in _checks(older)  # days from before the form was recorded

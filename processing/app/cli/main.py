@@ -14,7 +14,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from processing.app.cli import lake_commands, parser, plan_commands, tool_commands
+from processing.app.cli import (
+    lake_commands,
+    parser,
+    plan_commands,
+    protect_commands,
+    retention_commands,
+    tool_commands,
+)
 from processing.spec.errors import Interrupted, PipelineError, Terminated, signal_of
 
 log = logging.getLogger("processing")
@@ -46,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gc": lake_commands.collect_garbage,
             "verify": lake_commands.verify,
             "catalog": lake_commands.catalog,
+            "expire": retention_commands.expire,
+            "forget": protect_commands.forget,
             "emulator": tool_commands.emulator,
             "generate": tool_commands.generate,
         }

@@ -23,8 +23,10 @@ from processing.spec.settings import (
     LocalClusterSettings,
     LockSettings,
     MonitoringSettings,
+    RetentionSettings,
     Settings,
     StorageSettings,
+    UserIdSettings,
     WriterSettings,
     flag_of,
     parse_bool,
@@ -57,7 +59,7 @@ class Command:
 _RUN_OWN: tuple[str, ...] = ("date", "source", "dest", "run_id", "piece_rows", "batch_rows")
 _RUN_OWN += ("task_retries", "performance_report", "log_level")
 _RUN: tuple[type[Any], ...] = (LocalClusterSettings, WriterSettings, AuditLimits, *_LAKE)
-_RUN += (BigQuerySettings, MonitoringSettings, GlueCatalogSettings)
+_RUN += (BigQuerySettings, MonitoringSettings, GlueCatalogSettings, UserIdSettings)
 _PLAN: tuple[type[Any], ...] = (LocalClusterSettings, KubeClusterSettings, StorageSettings)
 _PLAN += (BigQuerySettings, PriceSettings)
 _PLAN_OWN = ("date", "source", "piece_rows", "target_file_size", "log_level")
@@ -75,6 +77,13 @@ COMMANDS: dict[str, Command] = {
     ),
     "gc": Command(_names(*_LAKE, also=("dest", "log_level")), ("dest",)),
     "verify": Command(_names(StorageSettings, also=("dest", "log_level")), ("dest",)),
+    "expire": Command(
+        _names(*_LAKE, RetentionSettings, also=("dest", "log_level")), ("dest", "keep_days")
+    ),
+    "forget": Command(
+        _names(*_LAKE, GlueCatalogSettings, UserIdSettings, also=("dest", "log_level")),
+        ("dest",),
+    ),
     "capacity": Command(_names(PriceSettings, also=_CAPACITY_OWN), ()),
 }
 assert all(set(PRICES) <= set(COMMANDS[c].names) for c in ("plan", "capacity"))

@@ -69,6 +69,19 @@ examples:
   python -m processing verify --dest ./lake --all
   python -m processing verify --dest s3://lake/events-lake --date 2023-10-23""",
     ),
+    "expire": (
+        "remove the dates older than the retention (--keep-days), or only their rejected rows",
+        "Each date under its lock (a date a live run holds is skipped: exit 5): a date before "
+        "today (UTC) minus --keep-days loses everything (events, rejected rows, the previous "
+        "version, reports, staging, its alert marker and its lock); a date before today minus "
+        "--rejected-keep-days loses its rejected rows, and its manifests stop listing them. "
+        "--dry-run lists exactly what would go, and removes nothing.",
+        """\
+examples:
+  python -m processing expire --dest ./lake --keep-days 400 --dry-run
+  python -m processing expire --dest s3://lake/events-lake --keep-days 400 \\
+      --rejected-keep-days 30""",
+    ),
     "catalog": (
         "register published dates in the Glue Data Catalog (--date D, or --all)",
         "Create the database and the tables if missing (or update their definition), then "
@@ -80,6 +93,22 @@ examples:
   python -m processing catalog --dest s3://lake/events-lake --glue-database events_lake --all
   python -m processing catalog --dest s3://lake/events-lake --glue-database events_lake \\
       --glue-table-prefix prod_ --date 2023-10-23""",
+    ),
+    "forget": (
+        "remove every row of some users from the lake (events, rejected, kept versions)",
+        "Each published date (of --from/--to) under its lock: the rows of the ids in --user-ids "
+        "(one raw id per line; matched as each date published them: raw, or pseudonymised "
+        "with --user-id-key-file) are removed through a publish, so readers see the date "
+        "before or after, never between; the version kept for a rollback that holds them is "
+        "dropped. Dates without those rows are not rewritten. Writes an erasure log (counts "
+        "and a hash of the request, no ids) under _erasures/. Safe to repeat: run the same "
+        "request again to finish one that stopped.",
+        """\
+examples:
+  python -m processing forget --dest ./lake --user-ids forget.txt
+  python -m processing forget --dest s3://lake/events-lake --user-ids forget.txt \\
+      --user-id-key-file /var/run/secrets/events-lake/user-id-key \\
+      --from 2023-10-01 --to 2023-10-31""",
     ),
     "capacity": (
         "print the streams, workers, wall time, files and cost of a day of any size",
@@ -120,6 +149,12 @@ def build() -> argparse.ArgumentParser:
         commands[name].add_argument(
             "--all", action="store_true", help="every published date of --dest"
         )
+    _forget_flags(commands["forget"])
+    commands["expire"].add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be removed (taking each date's lock, as expire does); remove nothing",
+    )
     values.event_names_flag(commands["plan"])
     _capacity_flags(commands["capacity"])
     for name in _COMMANDS:
@@ -127,6 +162,23 @@ def build() -> argparse.ArgumentParser:
     _emulator_commands(sub)
     _generate_command(sub)
     return parser
+
+
+def _forget_flags(forget: argparse.ArgumentParser) -> None:
+    own = forget.add_argument_group("the request")
+    own.add_argument(
+        "--user-ids",
+        required=True,
+        metavar="FILE",
+        help="the users to forget, one raw user id per line: a local file, or s3://... read "
+        "with the lake's storage settings (required)",
+    )
+    own.add_argument(
+        "--from", dest="first", type=values.flag_type(parse_date), help="first date (YYYY-MM-DD)"
+    )
+    own.add_argument(
+        "--to", dest="last", type=values.flag_type(parse_date), help="last date (YYYY-MM-DD)"
+    )
 
 
 def _capacity_flags(capacity: argparse.ArgumentParser) -> None:

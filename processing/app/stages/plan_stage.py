@@ -11,7 +11,7 @@ from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock
 from processing.adapters.sources import Source, SourcePlan
 from processing.adapters.storage import redact_url
-from processing.app.context import source_for, utcnow
+from processing.app.context import source_for, user_id_key_id, utcnow
 from processing.app.stages.records import PlanRecord
 from processing.app.stages.scope import stage
 from processing.spec.errors import ConfigError
@@ -32,6 +32,9 @@ def begin(
     Returns the plan's record (kept for the later stages) and the source with its plan."""
     began = time.perf_counter()
     refuse_a_partial_day(settings, clock())
+    key_id = user_id_key_id(settings)  # a key that is missing or short: before the lock
+    if key_id is not None:
+        log.info("user ids are pseudonymised with the key of key id %s", key_id)
     with stage(settings, run_id, lock) as scope:
         prepared = wap.prepare(scope.fs, scope.layout, settings.date, run_id, scope.lock)
         for notice in prepared.notices:

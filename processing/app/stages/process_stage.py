@@ -13,7 +13,7 @@ from processing.adapters.date_lock import DateLock
 from processing.adapters.sources import BigQuerySource, Source, SourcePlan
 from processing.adapters.writer import WriteOptions
 from processing.app import resume
-from processing.app.context import source_for
+from processing.app.context import source_for, user_id_key_id
 from processing.app.piece_task import TaskContext
 from processing.app.stages.dask_work import (
     Progress,
@@ -152,6 +152,8 @@ def _task_context(settings: Settings, staging_id: str, options: dict[str, Any]) 
         max_event_names=settings.max_event_names,
         retries=settings.task_retries,
         storage_options=options,
+        user_id_key_file=settings.user_id_key_file,
+        user_id_key_id=user_id_key_id(settings),
     )
 
 

@@ -40,6 +40,7 @@ from processing.spec.settings.parquet_writer import (
     WriterSettings,
 )
 from processing.spec.settings.prices import PRICES, PriceSettings
+from processing.spec.settings.retention import RetentionSettings
 from processing.spec.settings.run import RunSettings
 from processing.spec.settings.s3_storage import S3_SSE, StorageSettings
 from processing.spec.settings.types import (
@@ -55,6 +56,7 @@ from processing.spec.settings.types import (
     reveal,
     variable_of,
 )
+from processing.spec.settings.user_ids import UserIdSettings
 
 __all__ = [
     "CLUSTERS",
@@ -67,9 +69,11 @@ __all__ = [
     "RUN_REQUIRED",
     "S3_SSE",
     "SECTIONS",
+    "RetentionSettings",
     "Secret",
     "Section",
     "Settings",
+    "UserIdSettings",
     "flag_of",
     "parse_bool",
     "parse_date",
@@ -87,9 +91,11 @@ SECTIONS: tuple[tuple[type[Section], str], ...] = (
     (LocalClusterSettings, "Dask: a LocalCluster, or an existing scheduler"),
     (WriterSettings, "Parquet output"),
     (AuditLimits, "audit limits"),
+    (UserIdSettings, "user ids: pseudonymised, or as they come"),
     (LockSettings, "the date's lock"),
     (StorageSettings, "storage: fsspec and S3 (credentials: the AWS chain)"),
     (GlueCatalogSettings, "the Glue Data Catalog (credentials, region, endpoint: the AWS chain)"),
+    (RetentionSettings, "retention: when dates expire (expire)"),
     (BigQuerySettings, "BigQuery source (bigquery://PROJECT.DATASET.TABLE)"),
     (MonitoringSettings, "monitoring"),
     (NoticeSettings, "notices from the Airflow DAG"),
@@ -110,9 +116,11 @@ class Settings(  # fields in the order of SECTIONS (a dataclass collects its bas
     NoticeSettings,
     MonitoringSettings,
     BigQuerySettings,
+    RetentionSettings,
     GlueCatalogSettings,
     StorageSettings,
     LockSettings,
+    UserIdSettings,
     AuditLimits,
     WriterSettings,
     LocalClusterSettings,
