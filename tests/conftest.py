@@ -56,22 +56,25 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
+def run_cli(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m processing ARGS`` and return the completed process (never raises)."""
+    return subprocess.run(
+        [sys.executable, "-m", "processing", *map(str, args)],
+        cwd=ROOT,
+        env={**_cli_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.fixture
 def cli() -> CliRunner:
     """Run ``python -m processing ARGS`` and return the completed process (never raises)."""
-
-    def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300):
-        return subprocess.run(
-            [sys.executable, "-m", "processing", *map(str, args)],
-            cwd=ROOT,
-            env={**_cli_env(), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    return run
+    return run_cli
 
 
 def tree_digest(root: Path) -> dict[str, str]:

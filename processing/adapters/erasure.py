@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from processing.adapters.lake_store import lake_store
 from processing.adapters.versions import Version
 from processing.adapters.writer import WriteOptions
-from processing.logic.erasure import Removed, rejected_match
+from processing.logic.erasure import Removed, rejected_matches
 from processing.logic.layout import EVENTS, retag
 from processing.spec import schema as s
 
@@ -70,7 +70,7 @@ def _find_in(fs: Any, path: str, entry: Mapping[str, Any], targets: set[str]) ->
             remove = pc.is_in(ids, value_set=pa.array(sorted(targets), pa.string()))
         else:
             records = parquet.read(columns=["source_record"]).column("source_record")
-            remove = pa.array([rejected_match(x, targets) for x in records.to_pylist()])
+            remove = pa.array(rejected_matches(records.to_pylist(), targets), pa.bool_())
     if isinstance(remove, pa.ChunkedArray):
         remove = remove.combine_chunks()
     found = Found(entry, remove, read=True)

@@ -209,7 +209,7 @@ def _forget_date(
         published=version,
         staged=staged(layout, date, forget_id),
         tag=tag,
-        options=WriteOptions(),
+        options=WriteOptions(dictionary_user_ids=_form(current) is not None),
     )
     document = plan.erased_manifest(
         current, files, reports, removed, tag=tag, forget_id=forget_id, request=request, at=clock()

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from processing.logic import profile as prof
 from processing.logic.normalise import normalise, replace_invalid_utf8, to_utc_microseconds
-from processing.logic.pseudonymise import Pseudonymiser, pseudonymise_record
+from processing.logic.pseudonymise import Pseudonymiser, pseudonymise_records
 from processing.logic.validate import failure_reasons
 from processing.spec import rules as r
 from processing.spec import schema as s
@@ -130,7 +130,7 @@ def split_batch(
         reasons = [failing[i] for i in bad_rows]
         records = source_records(table, bad_rows)
         if pseudonymiser is not None:
-            records = [pseudonymise_record(text, pseudonymiser.key) for text in records]
+            records = pseudonymise_records(records, pseudonymiser)
         rejected = pa.table(
             {
                 "source_record": pa.array(records, pa.string()),

@@ -24,8 +24,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from processing.logic.pseudonymise import pseudonym, record_user_id, trimmed
+from processing.logic.pseudonymise import pseudonym, record_user_ids
 from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.errors import ConfigError
@@ -47,8 +49,9 @@ def read_request(data: bytes, where: str) -> list[str]:
     ids: dict[str, None] = {}
     problems = []
     limit = r.MAX_LENGTH[s.USER_ID]
-    for number, line in enumerate(text.splitlines(), 1):
-        value = trimmed(line)
+    lines = text.splitlines()
+    trimmed = pc.utf8_trim_whitespace(pa.array(lines, pa.string())).to_pylist()
+    for number, value in enumerate(trimmed, 1):
         if not value:
             continue
         if len(value) > limit:
@@ -86,14 +89,21 @@ def published_ids(ids: Sequence[str], key: bytes | None) -> set[str]:
     return set(ids) if key is None else {pseudonym(i, key) for i in ids}
 
 
-def rejected_match(record: str, targets: set[str]) -> bool:
-    """Whether a rejected row's source record belongs to one of ``targets`` (published form)."""
-    try:
-        parsed = orjson.loads(record)
-    except orjson.JSONDecodeError:
-        return any(orjson.dumps(t).decode() in record for t in targets)
-    found = record_user_id(parsed)
-    return found is not None and found in targets
+def rejected_matches(records: list[str], targets: set[str]) -> list[bool]:
+    """Whether each rejected row's source record belongs to one of ``targets`` (published
+    form): on the id in the record, or, for a record that is not JSON, on the id's JSON text
+    anywhere in it."""
+    parsed: list[Any] = []
+    unreadable: dict[int, bool] = {}
+    quoted = [orjson.dumps(t).decode() for t in targets]
+    for i, record in enumerate(records):
+        try:
+            parsed.append(orjson.loads(record))
+        except orjson.JSONDecodeError:
+            parsed.append(None)
+            unreadable[i] = any(q in record for q in quoted)
+    ids = record_user_ids(parsed)
+    return [unreadable.get(i, ids[i] is not None and ids[i] in targets) for i in range(len(ids))]
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from processing.adapters.date_lock import DateLock, Holder
 from processing.app.forget import forget
 from processing.logic.pseudonymise import key_id, pseudonym
 from processing.spec.settings import Settings
-from tests.conftest import tree_digest
-from tests.faults.storage_steps import wrap_steps
+from tests.conftest import run_cli, tree_digest
+from tests.faults.storage_steps import after_its_lock_expired, killed_before, steps_of
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -88,11 +87,11 @@ def test_no_raw_user_id_anywhere_in_a_lake_written_with_a_key(cli, tmp_path, key
     manifest = json.loads((dest / f"events/event_date={DATE}/_manifest.json").read_text())
     assert manifest["user_id"] == {
         "pseudonymised": True,
-        "method": "hmac-sha256",
+        "method": "hmac-sha256-128",
         "key_id": key_id(KEY),
     }
     events = pq.read_table(dest / "events", columns=["user_id"]).column("user_id").to_pylist()
-    assert {len(x) for x in events} == {64}
+    assert {len(x) for x in events} == {32}
     assert pseudonym("user_0000023", KEY) in events
     rejected = pq.read_table(dest / "rejected").column("source_record").to_pylist()
     records = [orjson.loads(r) for r in rejected]
@@ -197,23 +196,7 @@ def lake(cli_module, tmp_path_factory, key_file) -> Path:
 
 @pytest.fixture(scope="module")
 def cli_module():
-    import subprocess
-    import sys
-
-    from tests.conftest import _cli_env  # the same runner as the `cli` fixture, module-wide
-
-    def run(*args, env=None, timeout=300):
-        return subprocess.run(
-            [sys.executable, "-m", "processing", *map(str, args)],
-            cwd=ROOT,
-            env={**_cli_env(), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    return run
+    return run_cli  # the `cli` fixture's runner, for module-wide fixtures
 
 
 def _ids_file(tmp_path: Path, ids: list[str]) -> Path:
@@ -318,10 +301,6 @@ def test_a_bad_request_is_refused_before_anything_is_rewritten(
     assert tree_digest(lake) == before
 
 
-class Crash(BaseException):
-    """A process dying just before a storage step (BaseException: nothing catches it)."""
-
-
 def test_a_forget_stopped_before_any_step_leaves_each_date_before_or_after(
     lake, tmp_path, key_file
 ) -> None:
@@ -338,33 +317,20 @@ def test_a_forget_stopped_before_any_step_leaves_each_date_before_or_after(
     shutil.copytree(lake, base)
     before = {d: _fingerprints(base, d) for d in (DATE, OTHER)}
     after = {d: _expected_after(base, d, wanted[d]) for d in (DATE, OTHER)}
-    steps: list[str] = []
-    with pytest.MonkeyPatch.context() as patch:  # how many steps a whole forget takes
-        wrap_steps(patch.setattr, steps.append)
-        counted = tmp_path / "counted"
-        shutil.copytree(base, counted)
-        forget(settings.replace(dest=str(counted)), str(ids))
+    counted = tmp_path / "counted"
+    shutil.copytree(base, counted)
+    steps = steps_of(lambda: forget(settings.replace(dest=str(counted)), str(ids)))
     assert len(steps) > 10
 
     for k in range(len(steps)):
         dest = tmp_path / f"crash-{k}"
         shutil.copytree(base, dest)
-        calls = iter(range(len(steps)))
-
-        def before_step(name: str, k: int = k, calls=calls) -> None:
-            if next(calls) == k:
-                raise Crash(name)
-
-        with pytest.MonkeyPatch.context() as patch, pytest.raises(Crash):
-            wrap_steps(patch.setattr, before_step)
-            patch.setattr(DateLock, "release", lambda self: None)  # a killed process's
-            forget(settings.replace(dest=str(dest)), str(ids))
+        at = settings.replace(dest=str(dest))
+        killed_before(k, lambda at=at: forget(at, str(ids)))
         for date in (DATE, OTHER):
             seen = _fingerprints(dest, date)
             assert seen in (before[date], after[date]), f"crash before step {k} ({steps[k]})"
-        with pytest.MonkeyPatch.context() as patch:  # later: the dead holder's lock expired
-            patch.setattr(Holder, "expired", lambda self, now: True)
-            forget(settings.replace(dest=str(dest)), str(ids))
+        after_its_lock_expired(lambda at=at: forget(at, str(ids)))
         for date in (DATE, OTHER):
             assert _fingerprints(dest, date) == after[date], f"resumed after step {k}"
             assert not (dest / "_previous" / f"event_date={date}").exists()

@@ -3,6 +3,7 @@ peers keep the same rows, and no performance target is judged on a day too small
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -24,14 +25,32 @@ def _quick_check() -> list[str]:
     return words[4:]
 
 
-def test_the_documented_quick_check_passes(tmp_path: Path) -> None:
-    args = _quick_check()
+def _script(script: str, args: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script with ``args`` in ``workdir``; it must succeed."""
     done = subprocess.run(
-        [sys.executable, "benchmarks/run.py", *args, "--workdir", str(tmp_path)],
+        [sys.executable, script, *args, "--workdir", str(workdir)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_the_documented_quick_check_passes(tmp_path: Path) -> None:
+    done = _script("benchmarks/run.py", _quick_check(), tmp_path)
     verdicts = re.findall(r"^(PASS|FAIL|INFO|SKIP) ", done.stdout, flags=re.M)
     assert "FAIL" not in verdicts, done.stdout
     assert verdicts.count("PASS") == 2, done.stdout  # Polars and DuckDB keep the pipeline's rows
     assert "judged at 10,000,000 rows" in done.stdout
+
+
+def test_the_documented_forget_quick_check_passes(tmp_path: Path) -> None:
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    line = next(
+        ln
+        for ln in text.splitlines()
+        if ln.startswith("uv run python benchmarks/forget.py") and "quick check" in ln
+    )
+    _script("benchmarks/forget.py", shlex.split(line, comments=True)[4:], tmp_path)
+    runs = json.loads((tmp_path / "forget-results.json").read_text())["runs"]
+    assert runs["forget"]["rows_removed"] > 0 and runs["forget"]["dates_rewritten"] == 2
+    assert runs["forget-again"]["rows_removed"] == 0  # the request again finds nothing left

@@ -16,12 +16,11 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from processing.adapters.date_lock import DateLock, Holder
 from processing.app.cli import main
 from processing.app.forget import forget
 from processing.logic.pseudonymise import pseudonym
 from processing.spec.settings import Settings
-from tests.faults.storage_steps import wrap_steps
+from tests.faults.storage_steps import after_its_lock_expired, killed_before, steps_of
 from tests.s3.conftest import cli_env, objects, s3_flags
 
 pytestmark = pytest.mark.slow
@@ -32,41 +31,30 @@ RAW_ID = re.compile(rb"user_\d{7}|u{300}")
 FORGOTTEN = ["user_0000004", "user_0000150"]
 
 
-def _published(s3, root: str) -> Counter[str]:
-    """Every published row (through the manifest) as a hash of its values."""
+def _published(s3, root: str, only: set[str] | None = None) -> Counter[str]:
+    """Every published row (through the manifest) as a hash of its values; only those of the
+    users ``only`` (pseudonyms), if given."""
     manifest = json.loads(s3.cat_file(f"{root}/events/event_date={DATE}/_manifest.json"))
     rows: Counter[str] = Counter()
     for entry in manifest["files"]:
         with s3.open(f"{root}/{entry['dataset']}/event_date={DATE}/{entry['path']}", "rb") as f:
             for row in pq.ParquetFile(f).read().to_pylist():
-                rows[
-                    hashlib.sha256(
-                        json.dumps(row, sort_keys=True, default=str).encode()
-                    ).hexdigest()
-                ] += 1
+                if only is None or _user_of(row) in only:
+                    text = json.dumps(row, sort_keys=True, default=str).encode()
+                    rows[hashlib.sha256(text).hexdigest()] += 1
     return rows
+
+
+def _user_of(row: dict) -> str | None:
+    if "user_id" in row:
+        return row["user_id"]
+    ids = orjson.loads(row["source_record"]).get("user_identifiers")
+    return ids.get("id") if isinstance(ids, dict) else None
 
 
 def _theirs(s3, root: str, hashed: set[str]) -> Counter[str]:
-    """The published rows of the forgotten users, hashed as :func:`_published` does."""
-    manifest = json.loads(s3.cat_file(f"{root}/events/event_date={DATE}/_manifest.json"))
-    rows: Counter[str] = Counter()
-    for entry in manifest["files"]:
-        with s3.open(f"{root}/{entry['dataset']}/event_date={DATE}/{entry['path']}", "rb") as f:
-            for row in pq.ParquetFile(f).read().to_pylist():
-                if "user_id" in row:
-                    mine = row["user_id"] in hashed
-                else:
-                    record = orjson.loads(row["source_record"])
-                    ids = record.get("user_identifiers")
-                    mine = isinstance(ids, dict) and ids.get("id") in hashed
-                if mine:
-                    rows[
-                        hashlib.sha256(
-                            json.dumps(row, sort_keys=True, default=str).encode()
-                        ).hexdigest()
-                    ] += 1
-    return rows
+    """The published rows of the forgotten users."""
+    return _published(s3, root, only=hashed)
 
 
 @pytest.fixture
@@ -93,10 +81,6 @@ def keyed_lake(cli, s3, s3_server, bucket: str, tmp_path: Path) -> tuple[str, Pa
         )
         assert done.returncode == 0, done.stderr
     return f"{bucket}/lake", key
-
-
-class Crash(BaseException):
-    pass
 
 
 def test_forget_on_s3_then_killed_before_each_step(s3, s3_server, keyed_lake, tmp_path, capsys):
@@ -157,10 +141,7 @@ def _killed_before_each_step(s3, s3_server, root: str, key: Path, snapshot: Path
         user_id_key_file=str(key),
         s3_endpoint_url=s3_server.endpoint_url,
     )
-    steps: list[str] = []
-    with pytest.MonkeyPatch.context() as patch:
-        wrap_steps(patch.setattr, steps.append)
-        forget(settings, str(request))
+    steps = steps_of(lambda: forget(settings, str(request)))
     assert len(steps) > 5
     # every step is killed before on a local disk (tests/integration/test_data_protection.py);
     # here the first of each kind of step, and the last
@@ -169,19 +150,8 @@ def _killed_before_each_step(s3, s3_server, root: str, key: Path, snapshot: Path
         s3.rm(root, recursive=True)
         s3.put(str(snapshot) + "/", root, recursive=True)
         assert set(objects(s3, root)) == set(base)
-        calls = iter(range(len(steps)))
-
-        def before_step(name: str, k: int = k, calls=calls) -> None:
-            if next(calls) == k:
-                raise Crash(name)
-
-        with pytest.MonkeyPatch.context() as patch, pytest.raises(Crash):
-            wrap_steps(patch.setattr, before_step)
-            patch.setattr(DateLock, "release", lambda self: None)  # a killed process's
-            forget(settings, str(request))
+        killed_before(k, lambda: forget(settings, str(request)))
         assert _published(s3, root) in (before, after), f"killed before step {k} ({steps[k]})"
-        with pytest.MonkeyPatch.context() as patch:  # later: the dead holder's lock expired
-            patch.setattr(Holder, "expired", lambda self, now: True)
-            forget(settings, str(request))
+        after_its_lock_expired(lambda: forget(settings, str(request)))
         assert _published(s3, root) == after, f"resumed after step {k}"
         assert not any(k.startswith("_previous/") for k in objects(s3, root))

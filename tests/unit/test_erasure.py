@@ -12,7 +12,7 @@ from processing.logic.erasure import (
     erased_manifest,
     published_ids,
     read_request,
-    rejected_match,
+    rejected_matches,
     request_hash,
 )
 from processing.logic.pseudonymise import pseudonym
@@ -65,7 +65,8 @@ def test_ids_in_the_form_a_date_published_them() -> None:
     ],
 )
 def test_a_rejected_row_matches_on_its_records_id(record: str, matches: bool) -> None:
-    assert rejected_match(record, {"u1"}) is matches
+    assert rejected_matches([record], {"u1"}) == [matches]
+    assert rejected_matches([record, record], {"u1"}) == [matches, matches]
 
 
 def test_the_manifest_after_an_erasure_reconciles() -> None:

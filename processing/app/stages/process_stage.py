@@ -147,6 +147,7 @@ def _task_context(settings: Settings, staging_id: str, options: dict[str, Any]) 
             zstd_level=settings.zstd_level,
             max_file_bytes=settings.target_file_bytes,
             min_copied_row_group_rows=settings.min_copied_row_group_rows,
+            dictionary_user_ids=settings.user_id_key_file is not None,
         ),
         tag=new_tag(),
         max_event_names=settings.max_event_names,
