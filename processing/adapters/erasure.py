@@ -9,6 +9,7 @@ options: every other row keeps its values, in the same order.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -55,19 +56,22 @@ def _could_hold(metadata: pq.FileMetaData, column: str, targets: list[str]) -> b
         low, high = stats.min, stats.max
         if isinstance(low, bytes) or isinstance(high, bytes):
             return True
-        if any(low <= t <= high for t in targets):
+        at = bisect.bisect_left(targets, low)  # targets is sorted
+        if at < len(targets) and targets[at] <= high:
             return True
     return False
 
 
-def _find_in(fs: Any, path: str, entry: Mapping[str, Any], targets: set[str]) -> Found:
+def _find_in(
+    fs: Any, path: str, entry: Mapping[str, Any], targets: set[str], ordered: list[str]
+) -> Found:
     with fs.open(path, "rb") as handle:
         parquet = pq.ParquetFile(handle)
         if entry["dataset"] == EVENTS:
-            if not _could_hold(parquet.metadata, s.USER_ID, sorted(targets)):
+            if not _could_hold(parquet.metadata, s.USER_ID, ordered):
                 return Found(entry, None, read=False)
             ids = parquet.read(columns=[s.USER_ID]).column(s.USER_ID)
-            remove = pc.is_in(ids, value_set=pa.array(sorted(targets), pa.string()))
+            remove = pc.is_in(ids, value_set=pa.array(ordered, pa.string()))
         else:
             records = parquet.read(columns=["source_record"]).column("source_record")
             remove = pa.array(rejected_matches(records.to_pylist(), targets), pa.bool_())
@@ -81,7 +85,8 @@ def find(fs: Any, version: Version, manifest: Mapping[str, Any], targets: set[st
     """Every data file of ``version`` (as ``manifest`` lists it), with the request's rows."""
     entries = list(manifest.get("files", []))
     with ThreadPoolExecutor(_THREADS) as pool:
-        return list(pool.map(lambda e: _find_in(fs, version.file(e), e, targets), entries))
+        ordered = sorted(targets)
+        return list(pool.map(lambda e: _find_in(fs, version.file(e), e, targets, ordered), entries))
 
 
 def stage_without(

@@ -105,7 +105,8 @@ from processing.spec.errors import AuditError, ConfigError, DamagedError
 
 #: what the stages and commands use (the manifest reader lives in date_manifests)
 __all__ = ["Fence", "Outcome", "prepare", "publish", "remove_staging", "resolve", "rollback"]
-__all__ += ["discard_staging", "drop_previous", "published_manifest", "restore_marker"]
+__all__ += ["discard_staging", "drop_previous", "published_manifest", "remove_strays"]
+__all__ += ["restore_marker"]
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,21 @@ def drop_previous(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: 
     _retire(day.store, previous, set(), fence)
     day.store.remove_empty_directories([layout.previous(date)])
     return True
+
+
+def remove_strays(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> int:
+    """Delete the files of the date that no version lists (beside the published version and
+    beside the kept one), as the next publish would: what a stopped publish or expire left.
+    Nothing while a publish is open (it is resolved first). The number deleted."""
+    if fence.intent is not None:
+        return 0
+    day = _Date(lake_store(fs), layout, date)
+    gone = 0
+    for version in (day.published, day.previous):
+        current = day.store.read_json(version.manifest)
+        if current is not None:
+            gone += _retire(day.store, version, version.live(current), fence)
+    return gone
 
 
 def remove_staging(fs: AbstractFileSystem, layout: Layout, date: dt.date, fence: Fence) -> bool:

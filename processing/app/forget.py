@@ -17,6 +17,7 @@ refused, naming it).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -30,7 +31,6 @@ from processing.adapters.lake_store import lake_store
 from processing.adapters.storage import filesystem, storage_options_for
 from processing.adapters.storage_errors import storage_errors
 from processing.adapters.user_id_key import load_key
-from processing.adapters.verify import published_dates
 from processing.adapters.versions import previous, published, staged
 from processing.adapters.writer import WriteOptions
 from processing.app.context import (
@@ -40,16 +40,32 @@ from processing.app.context import (
     s3_options,
     utcnow,
 )
+from processing.app.retention import dates_present
 from processing.app.stages.scope import new_tag
 from processing.logic import erasure as plan
 from processing.logic.layout import Layout
 from processing.logic.pseudonymise import key_id
-from processing.spec.errors import ConfigError, DateLockedError, Interrupted, Terminated, signal_of
+from processing.spec.errors import (
+    ConfigError,
+    DamagedError,
+    DateLockedError,
+    Interrupted,
+    Terminated,
+    signal_of,
+)
 from processing.spec.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ERASURES = "_erasures"
+
+
+class _SkippedError(Exception):
+    """A date this forget cannot serve now, why, and the exit code that says so."""
+
+    def __init__(self, why: str, code: int) -> None:
+        super().__init__(why)
+        self.code = code
 
 
 class Forgotten(NamedTuple):
@@ -58,6 +74,8 @@ class Forgotten(NamedTuple):
     date: dt.date
     outcome: plan.DateOutcome | None
     skipped: str | None = None
+    #: the exit code a skipped date calls for (5: a live run holds it; 4: damaged; 2: its key)
+    code: int = 0
 
     def line(self) -> str:
         if self.outcome is None:
@@ -110,14 +128,14 @@ def forget(
     if key is not None:
         targets[ours] = plan.published_ids(ids, key)
     forget_id = f"forget_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+    options = _write_options(settings)
     done: list[Forgotten] = []
     with storage_errors():
         fs, layout, _ = destination(settings)
-        dates = [
-            d
-            for d in published_dates(fs, layout)
-            if (first is None or d >= first) and (last is None or d <= last)
-        ]
+        present, _ = dates_present(fs, layout)  # published, kept, staged: wherever rows can be
+        dates = sorted(
+            d for d in present if (first is None or d >= first) and (last is None or d <= last)
+        )
         _refuse_other_keys(fs, layout, dates, ours)
         for date in dates:
             try:
@@ -133,24 +151,80 @@ def forget(
                             forget_id=forget_id,
                             request=request,
                             clock=clock,
+                            options=options,
                         )
                     except (KeyboardInterrupt, Terminated) as e:
                         raise Interrupted(signal_of(e), lock.intent is not None) from e
-                    if outcome.changed:
-                        manifest = wap.published_manifest(fs, layout, date) or {}
-                        entry = plan.log_entry(date, request, forget_id, clock(), outcome)
-                        lake_store(fs).put_json(log_path(layout, request, date), entry)
-                        if manifest:
-                            register_in_catalog(
-                                settings,
-                                date,
-                                manifest,
-                                done=f"{date}'s rows of the request are erased",
-                            )
+                    manifest = wap.published_manifest(fs, layout, date)
+                    _log(
+                        fs,
+                        layout,
+                        date,
+                        manifest=manifest,
+                        outcome=outcome,
+                        request=request,
+                        forget_id=forget_id,
+                        clock=clock,
+                    )
+                    if outcome.changed and manifest:
+                        register_in_catalog(
+                            settings,
+                            date,
+                            manifest,
+                            done=f"{date}'s rows of the request are erased",
+                        )
                 done.append(Forgotten(date, outcome))
             except DateLockedError as e:
-                done.append(Forgotten(date, None, skipped=str(e)))
+                done.append(Forgotten(date, None, skipped=str(e), code=e.exit_code))
+            except _SkippedError as e:
+                done.append(Forgotten(date, None, skipped=str(e), code=e.code))
     return request, done
+
+
+def _write_options(settings: Settings) -> WriteOptions:
+    """The lake's writer settings, for the files an erasure writes again."""
+    return WriteOptions(
+        row_group_rows=settings.row_group_rows,
+        max_file_rows=settings.max_file_rows,
+        max_buffered_rows=settings.max_buffered_rows,
+        zstd_level=settings.zstd_level,
+        max_file_bytes=settings.target_file_bytes,
+        min_copied_row_group_rows=settings.min_copied_row_group_rows,
+    )
+
+
+def _log(
+    fs: Any,
+    layout: Layout,
+    date: dt.date,
+    *,
+    manifest: Mapping[str, Any] | None,
+    outcome: plan.DateOutcome,
+    request: str,
+    forget_id: str,
+    clock: Callable[[], dt.datetime],
+) -> None:
+    """The date's line of the erasure log, from what the published manifest records of this
+    request (every forget of it that published: one that stopped before it logged, too) and
+    whether a kept version was dropped; written when something changed or it is missing."""
+    store = lake_store(fs)
+    path = log_path(layout, request, date)
+    records = [
+        r
+        for r in ((manifest or {}).get("erased") or {}).get("requests", [])
+        if r.get("request") == request
+    ]
+    before = store.read_json(path)
+    if not (outcome.changed or (records and before is None)):
+        return
+    logged = plan.DateOutcome(
+        rows_valid=sum(int(r.get("rows_valid", 0)) for r in records) or outcome.rows_valid,
+        rows_rejected=sum(int(r.get("rows_rejected", 0)) for r in records) or outcome.rows_rejected,
+        previous_dropped=outcome.previous_dropped or bool((before or {}).get("previous_dropped")),
+        files_read=outcome.files_read,
+        files_rewritten=outcome.files_rewritten,
+    )
+    store.put_json(path, plan.log_entry(date, request, forget_id, clock(), logged))
 
 
 def _refuse_other_keys(fs: Any, layout: Layout, dates: list[dt.date], ours: str | None) -> None:
@@ -183,24 +257,31 @@ def _forget_date(
     forget_id: str,
     request: str,
     clock: Callable[[], dt.datetime],
+    options: WriteOptions,
 ) -> plan.DateOutcome:
     wap.resolve(fs, layout, date, lock)  # an interrupted publish (maybe a forget's), completed
     wap.remove_staging(fs, layout, date, lock)  # failed runs' staging: it can hold their rows
     current = wap.published_manifest(fs, layout, date)
-    if current is None:
-        return plan.DateOutcome()
     version = published(layout, date)
-    found = erasure.find(fs, version, current, targets[_form(current)])
+    if current is None:  # no version, or a damaged one: search whatever files are there
+        _refuse_a_damaged_date(fs, version, date, targets)
+        return plan.DateOutcome(previous_dropped=_drop_kept(fs, layout, date, targets, lock))
+    form = _form(current)
+    if form not in targets:  # published under another key since the request was checked
+        raise _SkippedError(
+            f"pseudonymised under key id {form} (published since this forget began): forget "
+            "it again with that key",
+            ConfigError.exit_code,
+        )
+    found = erasure.find(fs, version, current, targets[form])
     files_read = sum(f.read for f in found)
     hits = [f for f in found if f.remove is not None]
     if not hits:
-        kept_version = previous(layout, date)
-        kept = lake_store(fs).read_json(kept_version.manifest)
-        form = _form(kept)
-        dropped = erasure.holds_rows(fs, kept_version, kept, targets.get(form, set()))
-        if dropped:
-            wap.drop_previous(fs, layout, date, lock)
-        return plan.DateOutcome(previous_dropped=dropped, files_read=files_read)
+        # files no version lists (a publish or an expire that stopped) could hold rows: they
+        # go, as the next publish of the date would delete them
+        strays = wap.remove_strays(fs, layout, date, lock)
+        dropped = _drop_kept(fs, layout, date, targets, lock)
+        return plan.DateOutcome(previous_dropped=dropped, files_read=files_read, strays=strays)
     tag = new_tag()
     files, reports, removed = erasure.stage_without(
         fs,
@@ -209,7 +290,7 @@ def _forget_date(
         published=version,
         staged=staged(layout, date, forget_id),
         tag=tag,
-        options=WriteOptions(dictionary_user_ids=_form(current) is not None),
+        options=dataclasses.replace(options, dictionary_user_ids=form is not None),
     )
     document = plan.erased_manifest(
         current, files, reports, removed, tag=tag, forget_id=forget_id, request=request, at=clock()
@@ -223,3 +304,42 @@ def _forget_date(
         files_read=files_read,
         files_rewritten=len(removed),
     )
+
+
+def _drop_kept(
+    fs: Any, layout: Layout, date: dt.date, targets: Mapping[str | None, set[str]], lock: Any
+) -> bool:
+    """Drop the version kept for a rollback if it holds rows of the request (or cannot be
+    read, or was pseudonymised under a key not given: it cannot be searched); True if it did."""
+    kept_version = previous(layout, date)
+    kept = lake_store(fs).read_json(kept_version.manifest)
+    form = _form(kept)
+    unsearchable = kept is not None and form not in targets
+    if unsearchable or erasure.holds_rows(fs, kept_version, kept, targets.get(form, set())):
+        return wap.drop_previous(fs, layout, date, lock)
+    return False
+
+
+def _refuse_a_damaged_date(
+    fs: Any, version: Any, date: dt.date, targets: Mapping[str | None, set[str]]
+) -> None:
+    """A date with files but no readable manifest: if they hold rows of the request (in any
+    form), it is skipped (exit 4): it cannot be published again without them until a run
+    replaces it."""
+    listed = [p for p in version.listing(fs) if p.endswith(".parquet")]
+    if not listed:
+        return
+    entries = []
+    for path in listed:
+        events = path.startswith(version.events + "/")
+        directory = version.events if events else version.rejected
+        entries.append(
+            {"dataset": "events" if events else "rejected", "path": path[len(directory) + 1 :]}
+        )
+    wanted = set().union(*targets.values())
+    if any(f.remove is not None for f in erasure.find(fs, version, {"files": entries}, wanted)):
+        raise _SkippedError(
+            "damaged (no readable manifest) and its files hold rows of the request: run the "
+            "date again (it replaces it), then forget again",
+            DamagedError.exit_code,
+        )

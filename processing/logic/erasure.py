@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processing.logic.pseudonymise import pseudonym, record_user_ids
+from processing.logic.pseudonymise import has_user_id_field, pseudonym, record_user_ids
 from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.errors import ConfigError
@@ -37,9 +37,11 @@ MAX_REQUEST_IDS = 1_000_000
 
 
 def read_request(data: bytes, where: str) -> list[str]:
-    """The distinct ids of a request file (blank lines skipped), in their published raw form
-    (trimmed). Refuses a file that is not UTF-8, holds no id, or an id the pipeline would have
-    rejected (longer than the user id's limit, or holding a control character)."""
+    """The distinct ids of a request file, one per line (split on ``\\n`` alone, one ``\\r``
+    before it dropped: an id may hold any other character the pipeline publishes, a vertical
+    tab or U+2028 too), in their published raw form (trimmed; blank lines skipped). Refuses a
+    file that is not UTF-8, holds no id, or an id the pipeline would have rejected (longer than
+    the user id's limit)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -49,15 +51,13 @@ def read_request(data: bytes, where: str) -> list[str]:
     ids: dict[str, None] = {}
     problems = []
     limit = r.MAX_LENGTH[s.USER_ID]
-    lines = text.splitlines()
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     trimmed = pc.utf8_trim_whitespace(pa.array(lines, pa.string())).to_pylist()
     for number, value in enumerate(trimmed, 1):
         if not value:
             continue
         if len(value) > limit:
             problems.append(f"line {number}: longer than {limit} characters")
-        elif any(ord(c) < 32 or ord(c) == 127 for c in value):
-            problems.append(f"line {number}: holds a control character")
         else:
             ids[value] = None
     if problems:
@@ -98,10 +98,12 @@ def rejected_matches(records: list[str], targets: set[str]) -> list[bool]:
     quoted = [orjson.dumps(t).decode() for t in targets]
     for i, record in enumerate(records):
         try:
-            parsed.append(orjson.loads(record))
+            found = orjson.loads(record)
         except orjson.JSONDecodeError:
-            parsed.append(None)
+            found = None
+        if not has_user_id_field(found):  # kept as it came: the id's JSON text, anywhere
             unreadable[i] = any(q in record for q in quoted)
+        parsed.append(found)
     ids = record_user_ids(parsed)
     return [unreadable.get(i, ids[i] is not None and ids[i] in targets) for i in range(len(ids))]
 
@@ -196,16 +198,19 @@ class DateOutcome:
     #: files read to find the rows (the others were skipped on their statistics)
     files_read: int = 0
     files_rewritten: int = 0
+    #: files no version listed (a publish or an expire that stopped), deleted
+    strays: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.rows_valid or self.rows_rejected or self.previous_dropped)
+        return bool(self.rows_valid or self.rows_rejected or self.previous_dropped or self.strays)
 
     def line(self, date: dt.date) -> str:
-        if not self.changed:
-            return f"{date}: no row of these users ({self.files_read} files read)"
         dropped = "; the version kept for a rollback was dropped" if self.previous_dropped else ""
+        strays = f"; {self.strays} files no version listed were deleted" if self.strays else ""
+        if not (self.rows_valid or self.rows_rejected):
+            return f"{date}: no row of these users ({self.files_read} files read){dropped}{strays}"
         return (
             f"{date}: removed {self.rows_valid:,} valid and {self.rows_rejected:,} rejected rows "
-            f"({self.files_rewritten} files rewritten, {self.files_read} read){dropped}"
+            f"({self.files_rewritten} files rewritten, {self.files_read} read){dropped}{strays}"
         )

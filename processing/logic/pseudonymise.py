@@ -9,7 +9,8 @@ pseudonyms do not join.
 
 Rejected rows keep their source record, which holds the raw id: under a key, the record's
 ``user_identifiers.id`` is replaced by its pseudonym (a value that is not text is hashed as its
-JSON text), and a record that is not a JSON object (so no field can be found in it) is withheld:
+JSON text), and a record in which the id cannot be found where the transform reads it (not a JSON
+object, or its ``user_identifiers`` not an object) is withheld:
 it becomes a note with its length. Validation runs on the raw id before any of this.
 
 A :class:`Pseudonymiser` hashes each distinct id of a batch once and remembers the pseudonyms
@@ -187,6 +188,8 @@ def pseudonymise_records(texts: list[str], pseudonymiser: Pseudonymiser) -> list
             record, note = None, withheld(text, "not JSON")
         if note is None and not isinstance(record, dict):
             note = withheld(text, "not a JSON object")
+        elif note is None and not has_user_id_field(record):
+            note = withheld(text, "its user_identifiers is not an object")
         records.append(record if note is None else None)
         out.append(note)
     ids = record_user_ids(records)
@@ -198,6 +201,15 @@ def pseudonymise_records(texts: list[str], pseudonymiser: Pseudonymiser) -> list
     return [
         note or orjson.dumps(record).decode() for note, record in zip(out, records, strict=True)
     ]
+
+
+def has_user_id_field(record: Any) -> bool:
+    """Whether a parsed record is an object whose user id, if it has one, is where the
+    transform reads it (``user_identifiers.id``): else the id, if any, could be anywhere."""
+    if not isinstance(record, dict):
+        return False
+    identifiers = record.get("user_identifiers")
+    return identifiers is None or isinstance(identifiers, dict)
 
 
 def record_user_ids(records: list[Any]) -> list[str | None]:

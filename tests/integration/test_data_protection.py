@@ -285,7 +285,6 @@ def test_forget_finds_pseudonymised_users_with_the_key(cli, lake, tmp_path, key_
     [
         (b"\n\n", "holds no user id"),
         (b"user_0000150\n" + b"x" * 300 + b"\n", "line 2: longer than 256"),
-        (b"user\x01one\n", "control character"),
         (b"\xff\xfe\n", "not UTF-8"),
     ],
 )
@@ -331,7 +330,43 @@ def test_a_forget_stopped_before_any_step_leaves_each_date_before_or_after(
             seen = _fingerprints(dest, date)
             assert seen in (before[date], after[date]), f"crash before step {k} ({steps[k]})"
         after_its_lock_expired(lambda at=at: forget(at, str(ids)))
+        for date in (DATE, OTHER):  # the erasure log has each date, whenever the first died
+            logged = list((dest / "_erasures").rglob(f"event_date={date}.json"))
+            assert logged and json.loads(logged[0].read_text())["rows_valid"] > 0, k
         for date in (DATE, OTHER):
             assert _fingerprints(dest, date) == after[date], f"resumed after step {k}"
             assert not (dest / "_previous" / f"event_date={date}").exists()
         shutil.rmtree(dest)
+
+
+def test_forget_reaches_staging_strays_and_refuses_a_damaged_date(
+    cli, lake, tmp_path, key_file
+) -> None:
+    """Rows of the request outside a published version: in a failed run's staging of a date
+    never published, in a file no version lists (a stopped publish's), in a date whose
+    manifest is gone. The first two go; the damaged date is named and the exit code says so."""
+    dest = tmp_path / "lake"
+    shutil.copytree(lake, dest)
+    theirs = next(
+        path
+        for _, path in _published_files(dest, DATE)
+        if any(_belongs(r, set(FORGOTTEN)) for r in pq.ParquetFile(path).read().to_pylist())
+    )
+    staged = dest / "_staging/event_date=2023-10-25/run_id=dead/events/event_name=view"
+    staged.mkdir(parents=True)
+    shutil.copy(theirs, staged / "part-00000-000-0badc0de.parquet")
+    stray = dest / f"events/event_date={OTHER}/event_name=view/part-00009-000-0badc0de.parquet"
+    shutil.copy(theirs, stray)
+    damaged = dest / "events/event_date=2023-10-26/event_name=view"
+    damaged.mkdir(parents=True)
+    shutil.copy(theirs, damaged / "part-00000-000-0badc0de.parquet")
+
+    request = _ids_file(tmp_path, FORGOTTEN)
+    done = cli("forget", "--dest", dest, "--user-ids", request, "--user-id-key-file", key_file)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert not (dest / "_staging/event_date=2023-10-25").exists()
+    assert not stray.exists()
+    assert f"{OTHER}: no row of these users" in done.stdout
+    assert "1 files no version listed were deleted" in done.stdout
+    assert "2023-10-26: skipped, damaged (no readable manifest)" in done.stdout
+    assert f"{DATE}: removed" in done.stdout  # the others were served

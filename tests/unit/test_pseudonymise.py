@@ -84,7 +84,18 @@ def test_a_rejected_record_gets_its_id_pseudonymised(record: str, expected_id: s
     )
 
 
-@pytest.mark.parametrize("record", ["not json {u1", '["u1"]', '"u1"', "", '{"a": 1'])
+@pytest.mark.parametrize(
+    "record",
+    [
+        "not json {u1",
+        '["u1"]',
+        '"u1"',
+        "",
+        '{"a": 1',
+        '{"user_identifiers": "u1"}',
+        '{"user_identifiers": ["u1"], "event_name": "view"}',
+    ],
+)
 def test_a_record_that_is_not_a_json_object_is_withheld(record: str) -> None:
     out = orjson.loads(pseudonymise_records([record], Pseudonymiser(KEY))[0])
     assert set(out) == {"_withheld", "characters"}

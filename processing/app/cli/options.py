@@ -81,7 +81,9 @@ COMMANDS: dict[str, Command] = {
         _names(*_LAKE, RetentionSettings, also=("dest", "log_level")), ("dest", "keep_days")
     ),
     "forget": Command(
-        _names(*_LAKE, GlueCatalogSettings, UserIdSettings, also=("dest", "log_level")),
+        _names(
+            *_LAKE, GlueCatalogSettings, UserIdSettings, WriterSettings, also=("dest", "log_level")
+        ),
         ("dest",),
     ),
     "capacity": Command(_names(PriceSettings, also=_CAPACITY_OWN), ()),

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from processing.app.cli.options import settings_for
-from processing.spec.errors import ConfigError, DateLockedError
+from processing.spec.errors import ConfigError
 
 
 def forget(args: argparse.Namespace) -> int:
@@ -32,9 +32,10 @@ def forget(args: argparse.Namespace) -> int:
     skipped = [f for f in done if f.skipped]
     if skipped:
         print(
-            f"error: {len(skipped)} date(s) held by a live run were not searched: run the same "
-            "forget again once it has finished",
+            f"error: {len(skipped)} date(s) were not served (above, why): fix that, then run the "
+            "same forget again (what is done is found done)",
             file=sys.stderr,
         )
-        return DateLockedError.exit_code
+        # the most serious first: a key (2), a damaged date (4), a live run (5)
+        return min(f.code for f in skipped)
     return 0

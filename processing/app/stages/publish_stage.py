@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -15,7 +16,7 @@ from processing.adapters import metrics_push, reports
 from processing.adapters import publish as wap
 from processing.adapters.date_lock import DateLock
 from processing.adapters.storage import redact_url
-from processing.app.context import register_in_catalog, url_of, utcnow
+from processing.app.context import register_in_catalog, url_of, user_id_key_id, utcnow
 from processing.app.stages.audit_stage import processed
 from processing.app.stages.records import AuditRecord, PlanRecord, ProcessRecord
 from processing.app.stages.scope import Scope, stage
@@ -195,6 +196,8 @@ def _staged_version(
     facts = scope.records.plan()
     done = processed(scope.records)
     totals = done.totals()
+    if not done.results and settings.user_id_key_file:  # a day of no piece: still the run's key
+        totals = dataclasses.replace(totals, user_id_key_id=user_id_key_id(settings))
     manifest = build_manifest(
         run_id=done.staging_id,
         date=date,
