@@ -23,6 +23,7 @@ from processing.adapters.storage import (
     storage_options_for,
 )
 from processing.adapters.user_id_key import load_key
+from processing.adapters.writer import WriteOptions
 from processing.logic.bigquery_plan import SCHEME
 from processing.logic.glue_catalog import TableRegistration
 from processing.logic.layout import Layout
@@ -43,6 +44,20 @@ def user_id_key_id(settings: Settings) -> str | None:
     if settings.user_id_key_file is None:
         return None
     return key_id(load_key(settings.user_id_key_file))
+
+
+def write_options(settings: Settings, *, dictionary_user_ids: bool) -> WriteOptions:
+    """How the lake's Parquet files are written (the writer's settings); ``dictionary_user_ids``
+    when the ids are pseudonyms."""
+    return WriteOptions(
+        row_group_rows=settings.row_group_rows,
+        max_file_rows=settings.max_file_rows,
+        max_buffered_rows=settings.max_buffered_rows,
+        zstd_level=settings.zstd_level,
+        max_file_bytes=settings.target_file_bytes,
+        min_copied_row_group_rows=settings.min_copied_row_group_rows,
+        dictionary_user_ids=dictionary_user_ids,
+    )
 
 
 def utcnow() -> dt.datetime:

@@ -39,6 +39,7 @@ from processing.app.context import (
     register_in_catalog,
     s3_options,
     utcnow,
+    write_options,
 )
 from processing.app.retention import dates_present
 from processing.app.stages.scope import new_tag
@@ -128,7 +129,7 @@ def forget(
     if key is not None:
         targets[ours] = plan.published_ids(ids, key)
     forget_id = f"forget_{clock():%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
-    options = _write_options(settings)
+    options = write_options(settings, dictionary_user_ids=False)
     done: list[Forgotten] = []
     with storage_errors():
         fs, layout, _ = destination(settings)
@@ -179,18 +180,6 @@ def forget(
             except _SkippedError as e:
                 done.append(Forgotten(date, None, skipped=str(e), code=e.code))
     return request, done
-
-
-def _write_options(settings: Settings) -> WriteOptions:
-    """The lake's writer settings, for the files an erasure writes again."""
-    return WriteOptions(
-        row_group_rows=settings.row_group_rows,
-        max_file_rows=settings.max_file_rows,
-        max_buffered_rows=settings.max_buffered_rows,
-        zstd_level=settings.zstd_level,
-        max_file_bytes=settings.target_file_bytes,
-        min_copied_row_group_rows=settings.min_copied_row_group_rows,
-    )
 
 
 def _log(

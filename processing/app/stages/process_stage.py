@@ -11,9 +11,8 @@ from processing.adapters import publish as wap
 from processing.adapters.cluster import dashboard_link, dask_client
 from processing.adapters.date_lock import DateLock
 from processing.adapters.sources import BigQuerySource, Source, SourcePlan
-from processing.adapters.writer import WriteOptions
 from processing.app import resume
-from processing.app.context import source_for, user_id_key_id
+from processing.app.context import source_for, user_id_key_id, write_options
 from processing.app.piece_task import TaskContext
 from processing.app.stages.dask_work import (
     Progress,
@@ -140,15 +139,7 @@ def _task_context(settings: Settings, staging_id: str, options: dict[str, Any]) 
         run_id=staging_id,
         dest=settings.dest,
         batch_rows=settings.batch_rows,
-        write=WriteOptions(
-            row_group_rows=settings.row_group_rows,
-            max_file_rows=settings.max_file_rows,
-            max_buffered_rows=settings.max_buffered_rows,
-            zstd_level=settings.zstd_level,
-            max_file_bytes=settings.target_file_bytes,
-            min_copied_row_group_rows=settings.min_copied_row_group_rows,
-            dictionary_user_ids=settings.user_id_key_file is not None,
-        ),
+        write=write_options(settings, dictionary_user_ids=settings.user_id_key_file is not None),
         tag=new_tag(),
         max_event_names=settings.max_event_names,
         retries=settings.task_retries,
