@@ -45,7 +45,7 @@ from processing.app.retention import dates_present
 from processing.app.stages.scope import new_tag
 from processing.logic import erasure as plan
 from processing.logic.layout import Layout
-from processing.logic.pseudonymise import key_id
+from processing.logic.pseudonymise import key_id, key_id_of
 from processing.spec.errors import (
     ConfigError,
     DamagedError,
@@ -104,12 +104,6 @@ def read_ids(settings: Settings, path: str) -> list[str]:
 def log_path(layout: Layout, request: str, date: dt.date) -> str:
     name = request.split(":", 1)[-1][:16]
     return f"{layout.root}/{ERASURES}/request={name}/event_date={date.isoformat()}.json"
-
-
-def _form(manifest: Mapping[str, Any] | None) -> str | None:
-    """The key id a version's ids were pseudonymised with, or None (raw)."""
-    form = (manifest or {}).get("user_id") or {}
-    return str(form["key_id"]) if form.get("pseudonymised") else None
 
 
 def forget(
@@ -224,7 +218,7 @@ def _refuse_other_keys(fs: Any, layout: Layout, dates: list[dt.date], ours: str 
         kept = previous(layout, date).manifest
         for which, path in (("", layout.manifest(date)), (" (kept version)", kept)):
             manifest = lake_store(fs).read_json(path)
-            form = _form(manifest)
+            form = key_id_of(manifest)
             if form is not None and form != ours:
                 given = f"the key given has key id {ours}" if ours else "no key was given"
                 problems.append(f"{date}{which} was pseudonymised under key id {form}, {given}")
@@ -255,7 +249,7 @@ def _forget_date(
     if current is None:  # no version, or a damaged one: search whatever files are there
         _refuse_a_damaged_date(fs, version, date, targets)
         return plan.DateOutcome(previous_dropped=_drop_kept(fs, layout, date, targets, lock))
-    form = _form(current)
+    form = key_id_of(current)
     if form not in targets:  # published under another key since the request was checked
         raise _SkippedError(
             f"pseudonymised under key id {form} (published since this forget began): forget "
@@ -302,7 +296,7 @@ def _drop_kept(
     read, or was pseudonymised under a key not given: it cannot be searched); True if it did."""
     kept_version = previous(layout, date)
     kept = lake_store(fs).read_json(kept_version.manifest)
-    form = _form(kept)
+    form = key_id_of(kept)
     unsearchable = kept is not None and form not in targets
     if unsearchable or erasure.holds_rows(fs, kept_version, kept, targets.get(form, set())):
         return wap.drop_previous(fs, layout, date, lock)

@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processing.logic.pseudonymise import has_user_id_field, pseudonym, record_user_ids
+from processing.logic.pseudonymise import Pseudonymiser, has_user_id_field, record_user_ids
 from processing.spec import rules as r
 from processing.spec import schema as s
 from processing.spec.errors import ConfigError
@@ -86,7 +86,9 @@ def request_hash(ids: Iterable[str], key: bytes | None) -> str:
 
 def published_ids(ids: Sequence[str], key: bytes | None) -> set[str]:
     """The ids as a date published them: raw, or pseudonymised with ``key``."""
-    return set(ids) if key is None else {pseudonym(i, key) for i in ids}
+    if key is None:
+        return set(ids)
+    return set(Pseudonymiser(key).hashed(pa.array(list(ids), pa.string())).to_pylist())
 
 
 def rejected_matches(records: list[str], targets: set[str]) -> list[bool]:

@@ -22,8 +22,8 @@ lookup, not an HMAC (about 1.5 us each in Python): users send many events a day
 from __future__ import annotations
 
 import hashlib
-import hmac
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +51,8 @@ def key_id(key: bytes) -> str:
 
 
 def pseudonym(raw: str, key: bytes) -> str:
-    digest = hmac.digest(key, raw.encode("utf-8", "surrogatepass"), "sha256")
-    return digest[: PSEUDONYM_LENGTH // 2].hex()
+    """One id's pseudonym (a request's ids, a reader's lookup): the pipeline's own HMAC."""
+    return str(Pseudonymiser(key).hashed(pa.array([raw], pa.string()))[0].as_py())
 
 
 def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -247,3 +247,12 @@ def user_id_form(key_identifier: str | None) -> dict[str, Any]:
     if key_identifier is None:
         return {"pseudonymised": False}
     return {"pseudonymised": True, "method": METHOD, "key_id": key_identifier}
+
+
+def key_id_of(manifest: Mapping[str, Any] | None) -> str | None:
+    """The key id a manifest says its user ids were pseudonymised under; None for raw ids (or
+    a manifest from before the form was recorded: those ids are raw)."""
+    form = (manifest or {}).get("user_id")
+    if not isinstance(form, Mapping) or not form.get("pseudonymised"):
+        return None
+    return str(form.get("key_id"))

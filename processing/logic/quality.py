@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from processing.logic import profile as prof
+from processing.logic.pseudonymise import key_id_of
 
 REPORT_VERSION = 1
 HISTORY_DAYS = 7
@@ -66,10 +67,10 @@ def summary(manifest: Mapping[str, Any], profile: Mapping[str, Any] | None) -> S
 def _user_ids(manifest: Mapping[str, Any]) -> str | None:
     """How the day's user ids were published: ``"raw"``, ``"key <key id>"``, or None (a
     manifest from before the pipeline recorded it)."""
-    form = manifest.get("user_id")
-    if not isinstance(form, Mapping):
+    if not isinstance(manifest.get("user_id"), Mapping):
         return None
-    return f"key {form.get('key_id')}" if form.get("pseudonymised") else "raw"
+    key = key_id_of(manifest)
+    return "raw" if key is None else f"key {key}"
 
 
 #: Platforms kept by name in a summary; the rest are added up as OTHER (a platform column that

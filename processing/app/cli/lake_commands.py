@@ -37,9 +37,11 @@ def summary(report: Any) -> str:
     ]
     for reason, count in sorted(m["rejected_by_reason"].items(), key=lambda kv: -kv[1]):
         lines.append(f"    {reason:<34} {count:>10,}")
-    form = m.get("user_id") or {}
-    if form.get("pseudonymised"):
-        lines.append(f"  user ids      pseudonymised (HMAC-SHA256, key id {form.get('key_id')})")
+    from processing.logic.pseudonymise import key_id_of  # (after the run: loaded already)
+
+    key = key_id_of(m)
+    if key is not None:
+        lines.append(f"  user ids      pseudonymised (HMAC-SHA256, key id {key})")
     events = sum(1 for f in m["files"] if f["dataset"] == "events")
     lines += [
         f"  files         {events} events + {len(m['files']) - events} rejected, "
