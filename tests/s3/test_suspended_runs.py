@@ -135,12 +135,16 @@ CASES = [
         pytest.param(where, "rollback", "delete", 2, id=f"{where}-rollback-after-its-last-check")
         for where in ("local", "s3")
     ),
+    # forget publishes the date without a request's rows: the same fencing, the same cases
+    pytest.param("local", "forget", "swap", 2, id="local-forget-before-the-switch"),
+    pytest.param("local", "forget", "delete", 2, id="local-forget-after-its-last-check"),
+    pytest.param("s3", "forget", "delete", 2, id="s3-forget-after-its-last-check"),
 ]
 
 
 @pytest.mark.parametrize(("where", "command", "operation", "nth"), CASES, indirect=["where"])
 def test_a_run_suspended_past_its_lock_changes_nothing_when_resumed(
-    where: tuple[str, list[str], dict], command: str, operation: str, nth: int
+    where: tuple[str, list[str], dict], command: str, operation: str, nth: int, tmp_path: Path
 ) -> None:
     dest, flags, options = where
     for run_id in ("v1", "v2"):  # a published version, and one kept for a rollback
@@ -149,6 +153,11 @@ def test_a_run_suspended_past_its_lock_changes_nothing_when_resumed(
 
     if command == "run":
         args = _run_args(dest, [*flags, "--lock-ttl-seconds", str(TTL)], "first")
+    elif command == "forget":
+        request = tmp_path / "forget.txt"
+        request.write_text("user_0000000\nuser_0000023\n")  # in every file of the sample
+        args = ["forget", "--dest", dest, "--user-ids", request, "--lock-ttl-seconds", str(TTL),
+                *flags]  # fmt: skip
     else:
         args = ["rollback", "--date", DATE, "--dest", dest, "--lock-ttl-seconds", str(TTL), *flags]
     first = _suspend_at(operation, nth, args)
