@@ -3,15 +3,20 @@ scripts/terraform_overlay.py, never by hand, and what the rendered pods then use
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import google.auth.transport.requests
 import pytest
 import yaml
+from google.auth import identity_pool
 
 from tests.kubernetes.test_manifests import KUSTOMIZE, OVERLAYS, ROOT, documents
 
@@ -163,3 +168,80 @@ def test_what_is_not_terraform_output_is_refused(tmp_path: Path) -> None:
     assert "give it `terraform output -json`" in done.stderr
     done = run_script(tmp_path / "missing.json", KUSTOMIZE / "overlays" / "prod")
     assert done.returncode == 2 and "missing.json" in done.stderr
+
+
+class _GoogleTokenServer(http.server.BaseHTTPRequestHandler):
+    """Google's two token endpoints as the credential configuration calls them: STS's token
+    exchange (RFC 8693) and IAM Credentials' generateAccessToken, recording each request."""
+
+    seen: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, dict(self.headers), body))
+        if self.path == "/v1/token":
+            reply = {"access_token": "federated-token", "issued_token_type":
+                     "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+                     "expires_in": 3600}  # fmt: skip
+        else:
+            reply = {"accessToken": "service-account-token", "expireTime": "2099-01-01T00:00:00Z"}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_google_auth_trades_the_pods_token_for_the_readers_credentials(
+    overlay: str, tmp_path: Path
+) -> None:
+    """The committed credential configuration, read by google-auth as the pods read it (through
+    GOOGLE_APPLICATION_CREDENTIALS), with Google's endpoints served locally: the projected token
+    is exchanged at STS for the pool's audience, then for the reader service account's token."""
+    config = json.loads(
+        (
+            KUSTOMIZE / "overlays" / overlay / "terraform" / "credential-configuration.json"
+        ).read_text()
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GoogleTokenServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local = f"http://127.0.0.1:{server.server_address[1]}"
+    token = tmp_path / "token"
+    token.write_text("eyJ-the-projected-service-account-token")
+    sa_url = urllib.parse.urlsplit(config["service_account_impersonation_url"])
+    assert (sa_url.scheme, sa_url.netloc) == ("https", "iamcredentials.googleapis.com")
+    assert config["token_url"] == "https://sts.googleapis.com/v1/token"
+    local_config = config | {
+        "token_url": f"{local}/v1/token",
+        "service_account_impersonation_url": f"{local}{sa_url.path}",
+        "credential_source": config["credential_source"] | {"file": str(token)},
+    }
+    _GoogleTokenServer.seen.clear()
+    try:
+        # what google.auth.default() makes of the file GOOGLE_APPLICATION_CREDENTIALS names (it
+        # then asks Resource Manager for the project, which the read does not need)
+        credentials = identity_pool.Credentials.from_info(
+            local_config, scopes=["https://www.googleapis.com/auth/bigquery"]
+        )
+        credentials.refresh(google.auth.transport.requests.Request())
+    finally:
+        server.shutdown()
+    assert credentials.token == "service-account-token"
+    (sts_path, _, sts_body), (iam_path, iam_headers, _) = _GoogleTokenServer.seen[-2:]
+    assert sts_path == "/v1/token"
+    exchange = urllib.parse.parse_qs(sts_body.decode())
+    assert exchange["subject_token"] == [token.read_text()]
+    assert exchange["subject_token_type"] == ["urn:ietf:params:oauth:token-type:jwt"]
+    assert exchange["audience"] == [config["audience"]]
+    assert config["audience"].startswith("//iam.googleapis.com/projects/")
+    values = outputs(overlay)
+    assert (
+        iam_path
+        == f"/v1/projects/-/serviceAccounts/{values['gcp_service_account']}:generateAccessToken"
+    )
+    assert iam_headers["authorization"] == "Bearer federated-token"
