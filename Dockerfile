@@ -2,8 +2,10 @@
 # and workers of every run (same Python, dask and pyarrow on the client and the cluster).
 #   docker build -t ghcr.io/example/events-lake:0.1.0 .
 #   docker push ghcr.io/example/events-lake:0.1.0
-# Pin the base by digest in your registry mirror: python:3.11.7-slim-bookworm@sha256:...
-FROM python:3.11.7-slim-bookworm AS build
+# Pin the base by digest in your registry mirror: python:3.11.14-slim-bookworm@sha256:...
+# Keep it on the latest patch release: the delivery workflow's scan fails on fixable HIGH or
+# CRITICAL vulnerabilities, which an old base brings (3.11.7 dates from 2023).
+FROM python:3.11.14-slim-bookworm AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /opt/events-lake
@@ -14,7 +16,7 @@ COPY processing ./processing
 COPY dags ./dags
 RUN uv sync --frozen --no-dev --extra airflow
 
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.14-slim-bookworm
 RUN groupadd --gid 10001 events && useradd --uid 10001 --gid 10001 --no-create-home events
 COPY --from=build --chown=10001:10001 /opt/events-lake /opt/events-lake
 ENV PATH=/opt/events-lake/.venv/bin:$PATH \
