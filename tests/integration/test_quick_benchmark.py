@@ -54,3 +54,20 @@ def test_the_documented_forget_quick_check_passes(tmp_path: Path) -> None:
     runs = json.loads((tmp_path / "forget-results.json").read_text())["runs"]
     assert runs["forget"]["rows_removed"] > 0 and runs["forget"]["dates_rewritten"] == 2
     assert runs["forget-again"]["rows_removed"] == 0  # the request again finds nothing left
+
+
+def test_the_documented_pseudonym_cost_quick_check_passes(tmp_path: Path) -> None:
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    line = next(
+        ln
+        for ln in text.splitlines()
+        if ln.startswith("uv run python benchmarks/pseudonym_cost.py") and "quick check" in ln
+    )
+    done = _script("benchmarks/pseudonym_cost.py", shlex.split(line, comments=True)[4:], tmp_path)
+    results = json.loads((tmp_path / "pseudonym-cost" / "results.json").read_text())
+    # the pre-pseudonymised source, run without a key, publishes the keyed run's rows exactly
+    assert results["verified"] is True, done.stdout
+    assert set(results["throughput_vs_floor"]) == {
+        "floor", "pipeline", "pre-pseudonymised", "pre-pseudo-dict", "keyed",
+    }  # fmt: skip
+    assert "the target is set at 10,000,000 rows" in done.stdout
