@@ -32,6 +32,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 POD_TEMPLATE = ROOT / "deploy/kubernetes/base/airflow/pod_template.yaml"
+DASK_SPEC = ROOT / "deploy/kubernetes/base/dask/daskcluster.yaml"
 COMPONENT = "terraform"
 CREDENTIALS_FILE = "credential-configuration.json"
 #: where the pods mount the volume ``gcp`` (the token and the configuration)
@@ -58,6 +59,9 @@ ROLES = {
     "events-lake-task": "task_role_arn",
     "events-lake-dask": "dask_role_arn",
 }
+#: the committed example outputs' placeholders (AWS's and Google's documentation values): an
+#: overlay still holding them has never been given a real root's outputs
+EXAMPLES = ("111122223333", "123456789012", "s3://example-")
 HEADER = (
     "# Made by scripts/terraform_overlay.py from outputs.json (terraform output -json of\n"
     "# deploy/terraform/envs/{env}): do not edit, run it again after terraform apply.\n"
@@ -97,13 +101,28 @@ def read_outputs(text: str, source: str) -> dict[str, Any]:
 
 
 def pod_audience() -> str:
-    """The audience of the token the pods mount in their volume ``gcp``."""
-    pod = yaml.safe_load(POD_TEMPLATE.read_text())
-    for volume in pod["spec"]["volumes"]:
+    """The audience of the token the task pods and the Dask workers mount in their volume
+    ``gcp`` (one audience: both read BigQuery)."""
+    task = yaml.safe_load(POD_TEMPLATE.read_text())["spec"]
+    worker = yaml.safe_load(DASK_SPEC.read_text())["spec"]["worker"]["spec"]
+    found = {
+        where: _token_audience(pod) for where, pod in ((POD_TEMPLATE, task), (DASK_SPEC, worker))
+    }
+    audiences = set(found.values())
+    if None in audiences or len(audiences) != 1:
+        raise RefusedError(
+            "the task pods and the Dask workers must mount one token in their volume gcp, with "
+            f"one audience: {', '.join(f'{p.relative_to(ROOT)}: {a}' for p, a in found.items())}"
+        )
+    return str(audiences.pop())
+
+
+def _token_audience(pod: dict[str, Any]) -> str | None:
+    for volume in pod.get("volumes", []):
         for source in volume.get("projected", {}).get("sources", []):
             if "serviceAccountToken" in source and volume["name"] == "gcp":
                 return str(source["serviceAccountToken"]["audience"])
-    raise RefusedError(f"{POD_TEMPLATE} mounts no token in its volume gcp")
+    return None
 
 
 def check(values: dict[str, Any], namespace: str, audience: str) -> dict[str, Any]:
@@ -147,6 +166,11 @@ def check(values: dict[str, Any], namespace: str, audience: str) -> dict[str, An
     if problems:
         raise RefusedError("; ".join(problems))
     return config
+
+
+def examples_in(values: dict[str, Any]) -> list[str]:
+    """The outputs that still hold an example value."""
+    return [name for name, value in values.items() if any(e in str(value) for e in EXAMPLES)]
 
 
 def component(values: dict[str, Any], env: str, config: dict[str, Any]) -> dict[str, str]:
@@ -229,12 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the component differs"
     )
+    parser.add_argument(
+        "--deployable",
+        action="store_true",
+        help="also refuse (exit 2) the committed example values: before a deployment",
+    )
     args = parser.parse_args(argv)
     try:
         text = sys.stdin.read() if args.outputs == "-" else Path(args.outputs).read_text()
         values = read_outputs(text, args.outputs)
         config = check(values, overlay_namespace(args.overlay), pod_audience())
         files = component(values, args.overlay.name, config)
+        if args.deployable and (examples := examples_in(values)):
+            raise RefusedError(
+                f"{', '.join(examples)} hold the examples' values (account 111122223333, "
+                "project 123456789012, example- buckets): run this script with the outputs "
+                "of your applied root (deploy/README.md, step 2) and commit the component"
+            )
     except (RefusedError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

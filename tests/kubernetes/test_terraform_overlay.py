@@ -245,3 +245,26 @@ def test_google_auth_trades_the_pods_token_for_the_readers_credentials(
         == f"/v1/projects/-/serviceAccounts/{values['gcp_service_account']}:generateAccessToken"
     )
     assert iam_headers["authorization"] == "Bearer federated-token"
+
+
+def test_the_committed_examples_are_not_deployable(tmp_path: Path) -> None:
+    """The overlays ship a component made from example outputs (so they render and are
+    checked); a deployment refuses them until a real root's outputs are wired in."""
+    for overlay in OVERLAYS:
+        path = KUSTOMIZE / "overlays" / overlay
+        done = run_script(path / "terraform" / "outputs.json", path, "--check", "--deployable")
+        assert done.returncode == 2
+        assert "hold the examples' values" in done.stderr and "task_role_arn" in done.stderr
+    values = outputs("prod")
+    real = {
+        key: str(value)
+        .replace("111122223333", "210987654321")
+        .replace("123456789012", "998877665544")
+        .replace("s3://example-events-lake-prod", "s3://acme-events-lake")
+        for key, value in values.items()
+    }
+    overlay = tmp_path / "prod"
+    shutil.copytree(KUSTOMIZE / "overlays" / "prod", overlay)
+    assert run_script("-", overlay, stdin=json.dumps(real)).returncode == 0
+    done = run_script(overlay / "terraform" / "outputs.json", overlay, "--check", "--deployable")
+    assert done.returncode == 0, done.stderr

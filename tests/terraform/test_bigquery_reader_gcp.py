@@ -127,7 +127,10 @@ def provider_problems(config: Config) -> list[str]:
     if "aws" in provider:
         problems.append("an AWS provider type: google-auth would federate the node's role")
     if provider.get("oidc") != [
-        {"issuer_uri": "${var.oidc_issuer_url}", "allowed_audiences": ["${var.token_audience}"]}
+        {
+            "issuer_uri": '${trimsuffix(var.oidc_issuer_url, "/")}',
+            "allowed_audiences": ["${var.token_audience}"],
+        }
     ]:
         problems.append(f"oidc {provider.get('oidc')}")
     if config.variables["token_audience"].get("default") != "events-lake-gcp":

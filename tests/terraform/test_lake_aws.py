@@ -64,6 +64,15 @@ ROLE_ACCESS = {
     "airflow": ({LOG_OBJECTS}, {LOG_LISTING}),
 }
 SERVICE_ACCOUNTS = {"task": "events-lake-task", "dask": "events-lake-dask", "airflow": "airflow"}
+#: What each role cannot work without, on each resource: the lake is read, written (multipart
+#: uploads aborted on failure) and pruned; Airflow's log handler reads and writes the logs; every
+#: object is under the lake's key (SSE-KMS), and a missing key must answer 404 (ListBucket).
+NEEDED = {
+    LAKE_OBJECTS: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+    LOG_OBJECTS: {"s3:GetObject", "s3:PutObject"},
+    BUCKET: {"s3:ListBucket"},
+    KEY: {"kms:GenerateDataKey", "kms:Decrypt"},
+}
 
 
 @pytest.fixture
@@ -132,6 +141,14 @@ def role_policy_problems(config: Config, role: str) -> list[str]:
     objects, listings = ROLE_ACCESS[role]
     if granted != objects or listed != listings:
         problems.append(f"{role}: objects {granted} listed {listed}, expected {objects} {listings}")
+    allowed: dict[str, set[str]] = {}
+    for statement in found:
+        if effect(statement) == "Allow":
+            for resource in resolve(config, as_list(statement.get("resources", []))):
+                allowed.setdefault(resource, set()).update(as_list(statement.get("actions", [])))
+    for resource in {*objects, BUCKET, KEY}:
+        if missing := NEEDED[resource] - allowed.get(resource, set()):
+            problems.append(f"{role}: lacks {sorted(missing)} on {resource}")
     if LAKE_OBJECTS in objects and not _denies_unconditional_cas_writes(config, found):
         problems.append(f"{role}: no deny of unconditional PutObject on locks and manifests")
     return problems
@@ -182,6 +199,14 @@ def bucket_problems(config: Config) -> list[str]:
         for s in found
     ):
         problems.append("no deny of requests without TLS")
+    if not any(
+        effect(s) == "Deny"
+        and as_list(s["actions"]) == ["s3:*"]
+        and set(resolve(config, s["resources"])) == {BUCKET, f"{BUCKET}/*"}
+        and conditions(s).get(("NumericLessThan", "s3:TlsVersion")) == ["1.2"]
+        for s in found
+    ):
+        problems.append("no deny of TLS below 1.2")
     if not _denies_unconditional_cas_writes(config, found):
         problems.append("no deny of unconditional PutObject on locks and manifests")
     if any(effect(s) == "Allow" for s in found):
@@ -421,6 +446,22 @@ ROLE_BREAKAGES: dict[str, tuple[str, Breakage]] = {
             "arn:${local.partition}:glue:*:*:database/*"
         ),
     ),
+    "the lake unreadable": (
+        "dask",
+        lambda c: _statement(c, "lake_access", "LakeObjects")["actions"].remove("s3:GetObject"),
+    ),
+    "the lake's old files never deleted": (
+        "task",
+        lambda c: _statement(c, "lake_access", "LakeObjects")["actions"].remove("s3:DeleteObject"),
+    ),
+    "no listing: a missing lock answers 403": (
+        "task",
+        lambda c: _statement(c, "lake_access", "LakeListing")["actions"].remove("s3:ListBucket"),
+    ),
+    "no use of the lake's key": (
+        "dask",
+        lambda c: _statement(c, "kms_use", "LakeKeyThroughS3")["actions"].remove("kms:Decrypt"),
+    ),
     "IAM in a role policy": (
         "task",
         lambda c: _statement(c, "lake_access", "LakeBucketLocation")["actions"].append(
@@ -460,6 +501,10 @@ OTHER_BREAKAGES: dict[str, tuple[Callable[[Config], list[str]], Breakage]] = {
     "plain HTTP allowed": (
         bucket_problems,
         lambda c: c.policy_document("bucket")["statement"].pop(0),
+    ),
+    "TLS 1.0 allowed": (
+        bucket_problems,
+        lambda c: c.policy_document("bucket")["statement"].pop(1),
     ),
     "unconditional lock writes allowed": (
         bucket_problems,

@@ -158,13 +158,20 @@ def test_the_namespace_is_the_overlays_and_both_clouds_trust_it(env: str) -> Non
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_the_state_backend_is_a_commented_partial_s3_block(env: str) -> None:
-    text = (ENVS / env / "versions.tf").read_text()
-    assert re.search(r'^\s*#\s*backend "s3" \{', text, re.MULTILINE)
-    assert re.search(
-        rf'^\s*#\s*key\s*=\s*"events-lake/{env}/terraform.tfstate"', text, re.MULTILINE
-    )
-    assert not any("backend" in block for block in environment(env).terraform)
+def test_the_state_is_in_s3_locked_and_encrypted_with_no_account_in_git(env: str) -> None:
+    """A partial S3 backend: the key, encryption and S3's own lock file here; the bucket and its
+    region from backend.hcl at init (kept out of git, .gitignore)."""
+    (backends,) = [block["backend"] for block in environment(env).terraform if "backend" in block]
+    assert backends == [
+        {
+            "s3": {
+                "key": f"events-lake/{env}/terraform.tfstate",
+                "encrypt": True,
+                "use_lockfile": True,
+            }
+        }
+    ]
+    assert "backend.hcl" in (ROOT / "deploy" / "terraform" / ".gitignore").read_text().split()
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

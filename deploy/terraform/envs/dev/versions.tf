@@ -2,7 +2,7 @@ terraform {
   required_version = ">= 1.10.0"
 
   # Exact versions: an upgrade is a reviewed change of these two lines (and of the
-  # .terraform.lock.hcl that terraform init writes beside them, which is committed too).
+  # .terraform.lock.hcl that your first terraform init writes beside them: commit it then).
   required_providers {
     aws = {
       source  = "hashicorp/aws"
@@ -15,11 +15,12 @@ terraform {
   }
 
   # The state in a bucket of its own (versioned, encrypted; never the lake's bucket), locked with
-  # S3's conditional writes (use_lockfile). A partial configuration: the rest comes from
-  # terraform init -backend-config=backend.hcl (bucket = "...", region = "...").
-  # backend "s3" {
-  #   key          = "events-lake/dev/terraform.tfstate"
-  #   encrypt      = true
-  #   use_lockfile = true
-  # }
+  # S3's conditional writes (use_lockfile). A partial configuration: the bucket and its region
+  # come from terraform init -backend-config=backend.hcl (bucket = "...", region = "...", kept
+  # out of git), so nothing here names an account.
+  backend "s3" {
+    key          = "events-lake/dev/terraform.tfstate"
+    encrypt      = true
+    use_lockfile = true
+  }
 }

@@ -8,8 +8,9 @@
 # from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN or from the instance metadata
 # service only, not from IRSA's web identity token (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE).
 # On EKS it would federate the node's instance role, shared by every pod on the node, not the
-# pod's own, or fail where pods cannot reach the metadata service (see
-# googleapis/google-auth-library-java#948 and golang/oauth2#643). So the identity the AWS roles
+# pod's own, or fail where pods cannot reach the metadata service (google-auth's
+# google/auth/aws.py, the AWS security credentials it looks up; the same limit is reported for
+# the other languages' libraries: googleapis/google-auth-library-java#948, golang/oauth2#643). So the identity the AWS roles
 # trust, the pod's Kubernetes ServiceAccount, is federated directly: the pool trusts the
 # cluster's OIDC issuer (the same one IRSA trusts), and a projected ServiceAccount token with an
 # audience of its own is the subject token.
@@ -42,6 +43,8 @@ resource "google_service_account" "reader" {
   account_id   = var.service_account_id
   display_name = "events-lake BigQuery reader"
   description  = "Read by the events-lake pods in ${var.kubernetes_namespace} (workload identity federation from EKS); no key."
+
+  depends_on = [google_project_service.needed] # IAM's API, on a new project
 }
 
 # Read sessions of the BigQuery Storage Read API are created in, and billed to, this project.
@@ -90,7 +93,7 @@ resource "google_iam_workload_identity_pool_provider" "eks" {
   ])
 
   oidc {
-    issuer_uri        = var.oidc_issuer_url
+    issuer_uri        = trimsuffix(var.oidc_issuer_url, "/") # as the tokens' iss reads
     allowed_audiences = [var.token_audience]
   }
 }

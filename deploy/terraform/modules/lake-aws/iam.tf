@@ -39,12 +39,21 @@ resource "aws_iam_role" "workload" {
   assume_role_policy   = data.aws_iam_policy_document.trust[each.key].json
   max_session_duration = 3600
   tags                 = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = endswith(var.oidc_provider_arn, ":oidc-provider/${local.oidc_issuer}")
+      error_message = "oidc_provider_arn is not the provider of oidc_issuer_url (${local.oidc_issuer}): a role nobody could assume. Take both from the same cluster."
+    }
+  }
 }
 
 # --- what each role may do ----------------------------------------------------------------------
 
 # The lake: objects read, written (single and multipart uploads, server-side copies) and deleted
-# under the lake's prefix only, listings of that prefix only. What s3fs sends for the pipeline's
+# under the lake's prefix only; listings with a prefix, of that prefix only (a request without
+# one, e.g. HeadBucket or S3's check behind a 404, may list the bucket's key names: see
+# LakeListing). What s3fs sends for the pipeline's
 # calls: GetObject/HeadObject (cat, info, exists, conditional reads), PutObject (pipe, uploads,
 # CopyObject's target, conditional writes), DeleteObject(s) (rm, conditional deletes of the lock),
 # ListObjectsV2 (ls, find, info of a directory), multipart parts of large Parquet files.
@@ -81,8 +90,9 @@ data "aws_iam_policy_document" "lake_access" {
   }
 
   # s3fs's makedirs (the run's write probe, processing/adapters/staging.py) checks that the bucket
-  # exists with HeadBucket (an unconditional ListBucket, not granted), then GetBucketLocation;
-  # if both are refused it tries to create the bucket and the run fails.
+  # exists with HeadBucket (a ListBucket without s3:prefix, which LakeListing admits), then, if
+  # that is refused, GetBucketLocation; were both refused it would try to create the bucket and
+  # the run would fail. Kept so that the probe does not depend on LakeListing's IfExists alone.
   statement {
     sid       = "LakeBucketLocation"
     actions   = ["s3:GetBucketLocation"]
