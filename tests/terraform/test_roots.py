@@ -8,6 +8,7 @@ each root declares exactly the outputs scripts/terraform_overlay.py reads (terra
 from __future__ import annotations
 
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -25,20 +26,11 @@ from tests.terraform.configuration import (
     tf_files,
 )
 
-#: What the kustomize overlay generator reads from `terraform output -json` of a root.
-OUTPUTS = {
-    "kubernetes_namespace",
-    "lake_url",
-    "aws_region",
-    "kms_key_arn",
-    "airflow_logs_url",
-    "task_role_arn",
-    "dask_role_arn",
-    "airflow_role_arn",
-    "gcp_service_account",
-    "gcp_token_audience",
-    "gcp_credential_configuration",
-}
+#: What the kustomize overlay generator reads from `terraform output -json` of a root: its own
+#: list, so the roots and the generator cannot drift apart.
+OUTPUTS = set(
+    runpy.run_path(str(ROOT / "scripts" / "terraform_overlay.py"), run_name="outputs")["OUTPUTS"]
+)
 NAMESPACES = {"dev": "events-lake-dev", "prod": "events-lake"}
 #: provider -> (source, major version the roots pin)
 PROVIDERS = {"aws": ("hashicorp/aws", 6), "google": ("hashicorp/google", 7)}
