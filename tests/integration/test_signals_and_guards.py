@@ -106,6 +106,55 @@ def test_sigterm_during_the_publish_leaves_it_for_the_next_run_to_complete(
     assert processing.read_manifest(str(dest), DAY)["run_id"] == "next"  # type: ignore[index]
 
 
+def _ids_published(dest: Path) -> set[str]:
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(dest / "events", format="parquet", partitioning="hive").to_table(
+        columns=["user_id"]
+    )
+    return set(table.column("user_id").to_pylist())
+
+
+def test_sigterm_during_a_forgets_publish_is_finished_by_the_same_forget(
+    cli, tmp_path: Path
+) -> None:
+    """forget publishes through the run's protocol: stopped by SIGTERM once its publish has
+    begun, the date stays whole (verify), and the same request run again finishes it: no row
+    of the users is left, every other user's are."""
+    dest = tmp_path / "lake"
+    assert cli("run", "--date", DATE, "--source", SAMPLE, "--dest", dest).returncode == 0
+    before = _ids_published(dest)
+    request = tmp_path / "forget.txt"
+    request.write_text("user_0000000\nuser_0000023\n")  # in every file of the sample
+    assert {"user_0000000", "user_0000023"} <= before
+    proc = subprocess.Popen(  # stops itself just before copying its files in, intent marked
+        [sys.executable, "-m", "tests.faults.suspend_at", "copy", "2", "--", "forget",
+         "--dest", str(dest), "--user-ids", str(request)],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("suspended before"):
+            break
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # pending until it runs again
+    proc.send_signal(signal.SIGCONT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "terminated: the publish had begun" in stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr
+    verified = cli("verify", "--date", DATE, "--dest", dest)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert _ids_published(dest) in (before, before - {"user_0000000", "user_0000023"})
+
+    again = cli("forget", "--dest", dest, "--user-ids", request)
+    assert again.returncode == 0, again.stderr  # at once: no wait for the lock's time to live
+    assert "completing the interrupted publish of forget_" in again.stderr
+    assert _ids_published(dest) == before - {"user_0000000", "user_0000023"}
+    verified = cli("verify", "--date", DATE, "--dest", dest)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def _day_with_event_names(path: Path, names: list[str]) -> Path:
     base = {
         "timestamp": f"{DATE}T12:00:00Z",
